@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs everything that checks portcullis: formatting, lints, unit tests and the end-to-end
+# tests over real sockets. Installs the system packages the tests need when they are missing
+# (Debian/Ubuntu, as root or through sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# need PROGRAM PACKAGE: install PACKAGE with apt-get when PROGRAM is not on PATH.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "== installing $2 (for $1)"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+}
+
+need curl curl
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --all-targets

@@ -1,0 +1,493 @@
+//! Configuration. The flow is: TOML text → `raw::RawConfig` (serde, `deny_unknown_fields`,
+//! defaults) → `validate` → `Config`, the checked form the gateway runs on. Durations are parsed,
+//! addresses resolved, certificates and keys loaded here, before any port is bound, and every
+//! error names the key it is about (`routes[1].upstreams[0]: invalid URL "htp:/x"`).
+
+mod raw;
+mod units;
+
+pub use units::parse_duration;
+
+use crate::tls;
+use http::HeaderName;
+use ipnet::IpNet;
+use raw::{RawConfig, RawRoute};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A config problem: the key it is about (empty for the file as a whole) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The checked configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: AdminConfig,
+    pub headers: HeaderNames,
+    pub log: LogConfig,
+    pub demo: Option<DemoConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// TLS listener address and its rustls config (ALPN h2, http/1.1).
+    pub tls: Option<(SocketAddr, Arc<rustls::ServerConfig>)>,
+    pub http_listen: Option<SocketAddr>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub workers: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token: Option<String>,
+}
+
+/// The identity headers, as configured; all are stripped from clients.
+#[derive(Clone, Debug)]
+pub struct HeaderNames {
+    pub user: HeaderName,
+    pub user_id: HeaderName,
+    pub user_uuid: HeaderName,
+    pub roles: HeaderName,
+    pub session_id: HeaderName,
+    pub session_expires: HeaderName,
+    pub jwt: HeaderName,
+}
+
+impl HeaderNames {
+    pub fn all(&self) -> [&HeaderName; 7] {
+        [
+            &self.user,
+            &self.user_id,
+            &self.user_uuid,
+            &self.roles,
+            &self.session_id,
+            &self.session_expires,
+            &self.jwt,
+        ]
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub access: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    pub whoami_listen: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Public,
+}
+
+#[derive(Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Lower-cased; `*.example.com` for a wildcard; `None` matches any host.
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub upstreams: Vec<http::Uri>,
+    pub policy: Policy,
+    pub strip_prefix: bool,
+    pub preserve_host: bool,
+    pub max_body: u64,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub cooldown: Duration,
+    /// TLS settings for `https://` upstreams (system roots, or `upstream_ca`).
+    pub upstream_tls: Arc<rustls::ClientConfig>,
+}
+
+impl Config {
+    /// Reads and validates a config file; relative paths in it are relative to its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&text, base)
+    }
+
+    /// Validates config text; relative paths are resolved against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::new("", format!("invalid TOML: {e}")))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            ConfigError::new(key, e.into_inner().message().trim().to_string())
+        })?;
+        validate(raw, base)
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let s = raw.server;
+    let tls = match (&s.listen, &s.tls_cert, &s.tls_key) {
+        (Some(listen), Some(cert), Some(key)) => {
+            let addr = socket_addr("server.listen", listen)?;
+            let config = tls::server_config(&resolve(base, cert), &resolve(base, key))
+                .map_err(|e| ConfigError::new("server.tls_cert", e))?;
+            Some((addr, Arc::new(config)))
+        }
+        (Some(_), None, _) => {
+            return Err(ConfigError::new(
+                "server.tls_cert",
+                "required with server.listen (the TLS listener)",
+            ));
+        }
+        (Some(_), _, None) => {
+            return Err(ConfigError::new(
+                "server.tls_key",
+                "required with server.listen (the TLS listener)",
+            ));
+        }
+        (None, Some(_), _) | (None, _, Some(_)) => {
+            return Err(ConfigError::new(
+                "server.listen",
+                "required when tls_cert/tls_key are set",
+            ));
+        }
+        (None, None, None) => None,
+    };
+    let http_listen = s
+        .http_listen
+        .as_deref()
+        .map(|a| socket_addr("server.http_listen", a))
+        .transpose()?;
+    if tls.is_none() && http_listen.is_none() {
+        return Err(ConfigError::new(
+            "server",
+            "no listener: set listen (TLS, with tls_cert and tls_key) or http_listen",
+        ));
+    }
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| cidr(&format!("server.trusted_proxies[{i}]"), p))
+        .collect::<Result<_, _>>()?;
+    let workers = match s.workers {
+        Some(0) => return Err(ConfigError::new("server.workers", "must be at least 1")),
+        Some(n) if n > 1024 => return Err(ConfigError::new("server.workers", "must be at most 1024")),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let max_header_bytes = s
+        .max_header_bytes
+        .bytes()
+        .map_err(|e| ConfigError::new("server.max_header_bytes", e))?;
+    if !(8192..=1 << 20).contains(&max_header_bytes) {
+        return Err(ConfigError::new(
+            "server.max_header_bytes",
+            "must be between 8KiB and 1MiB",
+        ));
+    }
+    let server = ServerConfig {
+        tls,
+        http_listen,
+        trusted_proxies,
+        workers,
+        header_read_timeout: positive("server.header_read_timeout", &s.header_read_timeout)?,
+        idle_timeout: positive("server.idle_timeout", &s.idle_timeout)?,
+        max_header_bytes: max_header_bytes as usize,
+        shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace)?,
+    };
+
+    let token = match (raw.admin.token, raw.admin.token_env) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "admin.token",
+                "set token or token_env, not both",
+            ));
+        }
+        (Some(t), None) => Some(t),
+        (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
+            ConfigError::new(
+                "admin.token_env",
+                format!("environment variable {var} is not set"),
+            )
+        })?),
+        (None, None) => None,
+    };
+    if let Some(t) = &token
+        && t.len() < 16
+    {
+        return Err(ConfigError::new("admin.token", "must be at least 16 characters"));
+    }
+    let admin = AdminConfig {
+        listen: socket_addr("admin.listen", &raw.admin.listen)?,
+        token,
+    };
+
+    let h = raw.headers;
+    let headers = HeaderNames {
+        user: header_name("headers.user", &h.user)?,
+        user_id: header_name("headers.user_id", &h.user_id)?,
+        user_uuid: header_name("headers.user_uuid", &h.user_uuid)?,
+        roles: header_name("headers.roles", &h.roles)?,
+        session_id: header_name("headers.session_id", &h.session_id)?,
+        session_expires: header_name("headers.session_expires", &h.session_expires)?,
+        jwt: header_name("headers.jwt", &h.jwt)?,
+    };
+
+    let demo = raw
+        .demo
+        .map(|d| {
+            Ok::<_, ConfigError>(DemoConfig {
+                whoami_listen: socket_addr("demo.whoami_listen", &d.whoami_listen)?,
+            })
+        })
+        .transpose()?;
+
+    if raw.routes.is_empty() {
+        return Err(ConfigError::new(
+            "routes",
+            "at least one [[routes]] entry is needed",
+        ));
+    }
+    let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let route = route(&format!("routes[{i}]"), r, base)?;
+        if routes.iter().any(|o| o.name == route.name) {
+            return Err(ConfigError::new(
+                format!("routes[{i}].name"),
+                format!("duplicate route name \"{}\"", route.name),
+            ));
+        }
+        if let Some(o) = routes
+            .iter()
+            .find(|o| o.host == route.host && o.path_prefix == route.path_prefix)
+        {
+            return Err(ConfigError::new(
+                format!("routes[{i}].path_prefix"),
+                format!("route \"{}\" already has this host and path_prefix", o.name),
+            ));
+        }
+        routes.push(route);
+    }
+
+    Ok(Config {
+        server,
+        admin,
+        headers,
+        log: LogConfig {
+            access: raw.log.access,
+        },
+        demo,
+        routes,
+    })
+}
+
+fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError> {
+    let name_ok = !r.name.is_empty()
+        && r.name.len() <= 64
+        && r.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err(ConfigError::new(
+            format!("{key}.name"),
+            format!(
+                "invalid route name \"{}\" (letters, digits, - and _; at most 64)",
+                r.name
+            ),
+        ));
+    }
+    let host = r
+        .host
+        .map(|h| host_pattern(&format!("{key}.host"), &h))
+        .transpose()?;
+    let path_prefix = match crate::route::normalize_path(&r.path_prefix) {
+        Ok(p) if p == r.path_prefix => p,
+        _ => {
+            return Err(ConfigError::new(
+                format!("{key}.path_prefix"),
+                format!("\"{}\" is not a normalized path starting with /", r.path_prefix),
+            ));
+        }
+    };
+    if r.upstreams.is_empty() {
+        return Err(ConfigError::new(
+            format!("{key}.upstreams"),
+            "at least one upstream URL is needed",
+        ));
+    }
+    let upstreams = r
+        .upstreams
+        .iter()
+        .enumerate()
+        .map(|(j, u)| upstream_uri(&format!("{key}.upstreams[{j}]"), u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = match r.policy.as_str() {
+        "public" => Policy::Public,
+        "authenticated" | "roles" | "jwt" => {
+            return Err(ConfigError::new(
+                format!("{key}.policy"),
+                format!(
+                    "policy \"{}\" needs sessions, which this build does not have yet; only \"public\" works (routes default to \"authenticated\")",
+                    r.policy
+                ),
+            ));
+        }
+        other => {
+            return Err(ConfigError::new(
+                format!("{key}.policy"),
+                format!("unknown policy \"{other}\" (expected public, authenticated, roles or jwt)"),
+            ));
+        }
+    };
+    if !r.roles.is_empty() {
+        return Err(ConfigError::new(
+            format!("{key}.roles"),
+            "only used with policy = \"roles\"",
+        ));
+    }
+    let max_body = r
+        .max_body
+        .bytes()
+        .map_err(|e| ConfigError::new(format!("{key}.max_body"), e))?;
+    let upstream_tls = tls::client_config(r.upstream_ca.as_deref().map(|p| resolve(base, p)).as_deref())
+        .map_err(|e| ConfigError::new(format!("{key}.upstream_ca"), e))?;
+    Ok(RouteConfig {
+        name: r.name,
+        host,
+        path_prefix,
+        upstreams,
+        policy,
+        strip_prefix: r.strip_prefix,
+        preserve_host: r.preserve_host,
+        max_body,
+        timeout: positive(&format!("{key}.timeout"), &r.timeout)?,
+        connect_timeout: positive(&format!("{key}.connect_timeout"), &r.connect_timeout)?,
+        cooldown: duration(&format!("{key}.cooldown"), &r.cooldown)?,
+        upstream_tls: Arc::new(upstream_tls),
+    })
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("invalid address \"{text}\" (expected IP:port, e.g. 127.0.0.1:8443 or [::1]:8443)"),
+        )
+    })
+}
+
+fn cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net);
+    }
+    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("invalid IP or CIDR \"{text}\" (e.g. 10.0.0.0/8 or 192.0.2.1)"),
+        )
+    })
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|e| ConfigError::new(key, e))
+}
+
+fn positive(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let d = duration(key, text)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn header_name(key: &str, text: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(text.as_bytes())
+        .map_err(|_| ConfigError::new(key, format!("invalid header name \"{text}\"")))
+}
+
+fn host_pattern(key: &str, text: &str) -> Result<String, ConfigError> {
+    let host = text.to_ascii_lowercase();
+    let bare = host.strip_prefix("*.").unwrap_or(&host);
+    let valid = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "invalid host \"{text}\" (expected a name like app.example.com or *.example.com, no port)"
+            ),
+        ));
+    }
+    Ok(host)
+}
+
+fn upstream_uri(key: &str, text: &str) -> Result<http::Uri, ConfigError> {
+    let bad = |why: &str| ConfigError::new(key, format!("invalid URL \"{text}\": {why}"));
+    let uri: http::Uri = text.parse().map_err(|_| bad("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad("expected http:// or https://")),
+    }
+    if uri.authority().is_none_or(|a| a.host().is_empty()) {
+        return Err(bad("no host"));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(bad("credentials in the URL are not supported"));
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|pq| pq.as_str() != "/" && !pq.as_str().is_empty())
+    {
+        return Err(bad(
+            "must not have a path or query (use the route's strip_prefix to rewrite paths)",
+        ));
+    }
+    Ok(uri)
+}

@@ -1,0 +1,166 @@
+//! The config file as written: serde structs that mirror the TOML, `deny_unknown_fields` on
+//! every table, defaults filled in. Nothing here is checked beyond its type; `super::validate`
+//! turns these into the `Config` the gateway runs on.
+
+use super::units::RawSize;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub headers: RawHeaders,
+    #[serde(default)]
+    pub log: RawLog,
+    pub demo: Option<RawDemo>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub http_listen: Option<String>,
+    pub trusted_proxies: Vec<String>,
+    pub workers: Option<usize>,
+    pub header_read_timeout: String,
+    pub idle_timeout: String,
+    pub max_header_bytes: RawSize,
+    pub shutdown_grace: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            http_listen: None,
+            trusted_proxies: Vec::new(),
+            workers: None,
+            header_read_timeout: "10s".into(),
+            idle_timeout: "60s".into(),
+            max_header_bytes: RawSize::Text("32KiB".into()),
+            shutdown_grace: "10s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: String,
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: "127.0.0.1:9901".into(),
+            token: None,
+            token_env: None,
+        }
+    }
+}
+
+/// Names of the identity headers the gateway injects (and strips from clients).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHeaders {
+    pub user: String,
+    pub user_id: String,
+    pub user_uuid: String,
+    pub roles: String,
+    pub session_id: String,
+    pub session_expires: String,
+    pub jwt: String,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        RawHeaders {
+            user: "X-Auth-User".into(),
+            user_id: "X-Auth-User-Id".into(),
+            user_uuid: "X-Auth-User-Uuid".into(),
+            roles: "X-Auth-Roles".into(),
+            session_id: "X-Auth-Session-Id".into(),
+            session_expires: "X-Auth-Session-Expires".into(),
+            jwt: "X-Auth-Jwt".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub access: bool,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog { access: true }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDemo {
+    pub whoami_listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    pub host: Option<String>,
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    pub upstreams: Vec<String>,
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default = "default_preserve_host")]
+    pub preserve_host: bool,
+    #[serde(default = "default_max_body")]
+    pub max_body: RawSize,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: String,
+    pub upstream_ca: Option<String>,
+}
+
+fn default_prefix() -> String {
+    "/".into()
+}
+fn default_policy() -> String {
+    "authenticated".into()
+}
+fn default_preserve_host() -> bool {
+    true
+}
+fn default_max_body() -> RawSize {
+    RawSize::Text("10MiB".into())
+}
+fn default_timeout() -> String {
+    "60s".into()
+}
+fn default_connect_timeout() -> String {
+    "5s".into()
+}
+fn default_cooldown() -> String {
+    "10s".into()
+}

@@ -1,0 +1,65 @@
+//! The gateway's own errors and the one place that turns them into HTTP responses:
+//! `{"error": "<snake_case_code>", "message": "<sentence>"}` (SPEC §2). Messages never carry
+//! credentials or anything the client sent beyond what is safe to echo.
+
+use crate::body::ProxyBody;
+use http::{HeaderValue, Response, StatusCode, header};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    BadPath(&'static str),
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("no route matches this host and path")]
+    NoRoute,
+    #[error("the request body is larger than this route allows")]
+    BodyTooLarge,
+    #[error("no upstream of this route answered")]
+    UpstreamUnavailable,
+    #[error("the upstream did not answer in time")]
+    UpstreamTimeout,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadPath(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::BadPath(_) => "bad_path",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::NoRoute => "no_route",
+            GatewayError::BodyTooLarge => "body_too_large",
+            GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn into_response(self) -> Response<ProxyBody> {
+        json_error(self.status(), self.code(), &self.to_string())
+    }
+}
+
+/// A JSON error response in the SPEC's shape.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "error": code, "message": message }).to_string();
+    json_response(status, body)
+}
+
+/// A JSON response with the headers every gateway-made answer carries.
+pub fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

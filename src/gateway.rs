@@ -1,0 +1,93 @@
+//! The state requests run against: `Shared` (one per process: routes, header names, trusted
+//! proxies) and `Worker` (one per worker thread: that thread's upstream connection pools).
+
+use crate::config::{Config, RouteConfig};
+use crate::proxy::upstream::{self, UpstreamClient, Upstreams};
+use crate::route::RouteTable;
+use http::HeaderName;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// A configured route with its live upstream state.
+pub struct Route {
+    pub config: RouteConfig,
+    pub upstreams: Upstreams,
+}
+
+/// The routes and the table that finds them.
+pub struct Routes {
+    pub table: RouteTable,
+    pub routes: Vec<Route>,
+}
+
+impl Routes {
+    pub fn new(configs: &[RouteConfig]) -> Routes {
+        let table = RouteTable::new(
+            configs
+                .iter()
+                .map(|r| (r.host.as_deref(), r.path_prefix.as_str())),
+        );
+        let routes = configs
+            .iter()
+            .map(|c| Route {
+                upstreams: Upstreams::new(c),
+                config: c.clone(),
+            })
+            .collect();
+        Routes { table, routes }
+    }
+}
+
+/// Process-wide state, shared by every worker.
+pub struct Shared {
+    pub routes: Arc<Routes>,
+    /// The identity header names, stripped from every client request.
+    pub identity_headers: Vec<HeaderName>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub access_log: bool,
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> Shared {
+        Shared {
+            routes: Arc::new(Routes::new(&config.routes)),
+            identity_headers: config.headers.all().into_iter().cloned().collect(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+            access_log: config.log.access,
+        }
+    }
+
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// One worker thread's view: the shared state plus its own upstream pools (one per route).
+pub struct Worker {
+    pub shared: Arc<Shared>,
+    pub clients: Vec<UpstreamClient>,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>) -> Worker {
+        let clients = shared
+            .routes
+            .routes
+            .iter()
+            .map(|r| upstream::client(&r.config))
+            .collect();
+        Worker { shared, clients }
+    }
+}
+
+/// What a request knows about the connection it came on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}

@@ -1,0 +1,185 @@
+//! portcullis: a TLS-terminating reverse proxy that authenticates every request once, at the
+//! edge. `start` binds every listener of a validated `Config` and runs the gateway on its own
+//! threads, so `main` and the tests start it the same way (tests on port 0).
+//!
+//! Where to look: `pipeline.rs` is one request's life, phase by phase; `server.rs` the
+//! listeners and connections; `config/` the config file; `proxy/` header hygiene and upstreams.
+
+pub mod admin;
+pub mod body;
+pub mod certgen;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod io;
+pub mod pipeline;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod tls;
+pub mod whoami;
+
+use config::Config;
+use server::{ConnSettings, WorkerSockets};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running gateway: its bound addresses and the handle that stops it.
+pub struct Running {
+    pub tls_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub admin_addr: SocketAddr,
+    pub whoami_addr: Option<SocketAddr>,
+    cancel: CancellationToken,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting and lets in-flight requests finish (bounded by `server.shutdown_grace`).
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    /// A token that fires when the gateway is told to stop.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Waits (blocking) until every thread has finished.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops the gateway and waits for it without blocking the caller's runtime.
+    pub async fn stop(self) {
+        self.shutdown();
+        let _ = tokio::task::spawn_blocking(move || self.join()).await;
+    }
+}
+
+fn bind(key: &'static str, addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, StartError> {
+    server::bind_reuseport(addr, count).map_err(|source| StartError::Bind { key, addr, source })
+}
+
+fn local(key: &'static str, l: &std::net::TcpListener) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind {
+        key,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// Binds every listener, then starts the worker, admin and demo threads.
+pub fn start(config: &Config) -> Result<Running, StartError> {
+    let workers = config.server.workers;
+    let mut tls_sockets = match &config.server.tls {
+        Some((addr, _)) => bind("server.listen", *addr, workers)?,
+        None => Vec::new(),
+    };
+    let mut http_sockets = match config.server.http_listen {
+        Some(addr) => bind("server.http_listen", addr, workers)?,
+        None => Vec::new(),
+    };
+    let admin_socket = bind("admin.listen", config.admin.listen, 1)?.remove(0);
+    let whoami_socket = match &config.demo {
+        Some(d) => Some(bind("demo.whoami_listen", d.whoami_listen, 1)?.remove(0)),
+        None => None,
+    };
+    let tls_addr = tls_sockets
+        .first()
+        .map(|l| local("server.listen", l))
+        .transpose()?;
+    let http_addr = http_sockets
+        .first()
+        .map(|l| local("server.http_listen", l))
+        .transpose()?;
+    let admin_addr = local("admin.listen", &admin_socket)?;
+    let whoami_addr = whoami_socket
+        .as_ref()
+        .map(|l| local("demo.whoami_listen", l))
+        .transpose()?;
+
+    let cancel = CancellationToken::new();
+    let shared = Arc::new(gateway::Shared::new(config));
+    let settings = ConnSettings {
+        header_read_timeout: config.server.header_read_timeout,
+        idle_timeout: config.server.idle_timeout,
+        max_header_bytes: config.server.max_header_bytes,
+        shutdown_grace: config.server.shutdown_grace,
+    };
+    let acceptor = config
+        .server
+        .tls
+        .as_ref()
+        .map(|(_, tls)| tokio_rustls::TlsAcceptor::from(tls.clone()));
+    let mut threads = Vec::new();
+    for id in 0..workers {
+        let sockets = WorkerSockets {
+            tls: tls_sockets.pop().zip(acceptor.clone()),
+            http: http_sockets.pop(),
+        };
+        let (shared, settings, cancel) = (shared.clone(), settings.clone(), cancel.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("worker-{id}"))
+            .spawn(move || server::run_worker(id, shared, sockets, settings, cancel))
+            .map_err(StartError::Thread)?;
+        threads.push(handle);
+    }
+    let admin = Arc::new(admin::Admin::new(config.admin.token.clone()));
+    threads.push(side_thread("admin", cancel.clone(), move |cancel| async move {
+        match tokio::net::TcpListener::from_std(admin_socket) {
+            Ok(l) => admin::serve(l, admin, cancel).await,
+            Err(e) => tracing::error!(error = %e, "cannot use the admin listener"),
+        }
+    })?);
+    if let Some(socket) = whoami_socket {
+        threads.push(side_thread("whoami", cancel.clone(), move |cancel| async move {
+            match tokio::net::TcpListener::from_std(socket) {
+                Ok(l) => whoami::serve(l, cancel).await,
+                Err(e) => tracing::error!(error = %e, "cannot use the demo listener"),
+            }
+        })?);
+    }
+    Ok(Running {
+        tls_addr,
+        http_addr,
+        admin_addr,
+        whoami_addr,
+        cancel,
+        threads,
+    })
+}
+
+/// A thread with its own small runtime, for the admin and demo listeners.
+fn side_thread<F, Fut>(name: &str, cancel: CancellationToken, body: F) -> Result<JoinHandle<()>, StartError>
+where
+    F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(
+            move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(body(cancel)),
+                Err(e) => tracing::error!(error = %e, "cannot start a runtime"),
+            },
+        )
+        .map_err(StartError::Thread)
+}

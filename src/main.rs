@@ -1,0 +1,198 @@
+//! The `portcullis` command line: parse arguments, set up logs, load the config (failing before
+//! any port is bound), run until SIGTERM/SIGINT, drain, exit 0.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use portcullis::config::Config;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A TLS-terminating reverse proxy that authenticates every request once, at the edge"
+)]
+struct Cli {
+    /// Log format: human on a terminal, JSON lines otherwise (auto), or forced.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: the TLS and HTTP listeners, the admin listener and, if configured, the demo upstream.
+    #[command(after_help = "Example:\n  portcullis run -c config.example.toml")]
+    Run {
+        /// Config file [default: $PORTCULLIS_CONFIG, then portcullis.toml]
+        #[arg(short, long, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file: exit 0, or print what is wrong and where.
+    #[command(
+        name = "check-config",
+        after_help = "Example:\n  portcullis check-config -c config.example.toml"
+    )]
+    CheckConfig {
+        #[arg(short, long, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+        config: PathBuf,
+    },
+    /// Development certificates.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// A demo upstream that answers with the request's method, path and headers as JSON.
+    #[command(after_help = "Example:\n  portcullis whoami --listen 127.0.0.1:8081")]
+    Whoami {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// A development CA and a certificate for the given hosts (never for production).
+    #[command(after_help = "Example:\n  portcullis cert generate --out certs --hosts localhost,127.0.0.1")]
+    Generate {
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Comma-separated DNS names and IP addresses.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+        hosts: Vec<String>,
+        /// File name of the certificate: NAME.pem and NAME-key.pem.
+        #[arg(long, default_value = "localhost")]
+        name: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let _log_guard = init_logs(cli.log_format);
+    if let Err(e) = run(cli.command) {
+        eprintln!("portcullis: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Run { config } => serve(&config),
+        Command::CheckConfig { config } => {
+            let cfg = Config::load(&config)?;
+            println!(
+                "{}: ok ({} route{})",
+                config.display(),
+                cfg.routes.len(),
+                if cfg.routes.len() == 1 { "" } else { "s" }
+            );
+            Ok(())
+        }
+        Command::Cert(CertCommand::Generate { out, hosts, name }) => {
+            let files = portcullis::certgen::generate(&out, &name, &hosts).map_err(anyhow::Error::msg)?;
+            println!(
+                "wrote {} and {} (CA: {}); for development only",
+                files.cert.display(),
+                files.key.display(),
+                files.ca_cert.display()
+            );
+            Ok(())
+        }
+        Command::Whoami { listen } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                tracing::info!(%listen, "whoami: serving");
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let stop = cancel.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    stop.cancel();
+                });
+                portcullis::whoami::serve(listener, cancel).await;
+                Ok(())
+            })
+        }
+    }
+}
+
+fn serve(path: &std::path::Path) -> Result<()> {
+    let config = Config::load(path)?;
+    let running = portcullis::start(&config)?;
+    let routes: Vec<String> = config
+        .routes
+        .iter()
+        .map(|r| {
+            format!(
+                "{}={}{} ({:?})",
+                r.name,
+                r.host.as_deref().unwrap_or("*"),
+                r.path_prefix,
+                r.policy
+            )
+        })
+        .collect();
+    tracing::info!(
+        tls = ?running.tls_addr,
+        http = ?running.http_addr,
+        admin = %running.admin_addr,
+        demo_whoami = ?running.whoami_addr,
+        workers = config.server.workers,
+        routes = %routes.join(", "),
+        "portcullis is serving"
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(shutdown_signal());
+    tracing::info!(grace = ?config.server.shutdown_grace, "stopping: no new connections, draining in-flight requests");
+    running.shutdown();
+    running.join();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logs(format: LogFormat) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let result = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.with_ansi(std::io::stdout().is_terminal()).try_init()
+    };
+    if let Err(e) = result {
+        eprintln!("portcullis: cannot set up logging: {e}");
+        return None;
+    }
+    Some(guard)
+}

@@ -1,0 +1,267 @@
+//! Header hygiene on the forwarding path (SPEC §1.3, §1.9). The order is the security rule:
+//! everything the client may not send is removed first — hop-by-hop headers and every header
+//! named in `Connection`, identity headers in any spelling (`X-Auth-User`, `x_auth_user`),
+//! forwarding headers from untrusted peers — and only then does the gateway add its own, so a
+//! client's `Connection: close, X-Forwarded-For, X-Auth-User` can never remove what the gateway sets.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies also drop.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Headers a `Connection` option may not remove: the gateway needs them to route and frame.
+const NOT_NOMINATABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Names compared with `-` and `_` as the same character; `lower` must be lower-case with `-`.
+fn same_name(name: &str, lower: &str) -> bool {
+    name.len() == lower.len()
+        && name
+            .bytes()
+            .zip(lower.bytes())
+            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+fn starts_with_name(name: &str, lower_prefix: &str) -> bool {
+    name.len() >= lower_prefix.len() && same_name(&name[..lower_prefix.len()], lower_prefix)
+}
+
+/// Headers that only a trusted proxy may send: they claim facts about the connection.
+fn is_forwarding_header(name: &str) -> bool {
+    same_name(name, "forwarded")
+        || starts_with_name(name, "x-forwarded-")
+        || same_name(name, "x-real-ip")
+        || same_name(name, "x-request-id")
+}
+
+/// The `Upgrade` value if this HTTP/1.1 request asks for a protocol upgrade.
+pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Removes hop-by-hop headers and those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(named) = connection_options(headers) {
+        for name in named {
+            if !NOT_NOMINATABLE.contains(&name) {
+                headers.remove(&name);
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn connection_options(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut values = headers.get_all(header::CONNECTION).iter().peekable();
+    values.peek()?;
+    Some(
+        values
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect(),
+    )
+}
+
+/// Strips, from a client's request, hop-by-hop headers, identity headers (any `_`/`-` spelling)
+/// and, unless the peer is a trusted proxy, forwarding headers.
+pub fn sanitize_request(headers: &mut HeaderMap, identity: &[HeaderName], trusted_peer: bool) {
+    remove_hop_by_hop(headers);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            identity.iter().any(|id| same_name(n, id.as_str())) || (!trusted_peer && is_forwarding_header(n))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
+/// Adds `X-Forwarded-For` (appended to a trusted proxy's), `X-Forwarded-Proto`,
+/// `X-Forwarded-Host` (kept from a trusted proxy) and `X-Request-Id`.
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    peer_ip: std::net::IpAddr,
+    trusted_peer: bool,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+    request_id: &HeaderValue,
+) {
+    let peer = peer_ip.to_string();
+    let chain: Vec<&str> = if trusted_peer {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let xff = if chain.is_empty() {
+        peer
+    } else {
+        format!("{}, {peer}", chain.join(", "))
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(trusted_peer && headers.contains_key(&X_FORWARDED_HOST))
+        && let Some(h) = host
+    {
+        headers.insert(X_FORWARDED_HOST, h.clone());
+    }
+    headers.insert(X_REQUEST_ID, request_id.clone());
+}
+
+/// Cleans an upstream's response: hop-by-hop headers go, except that a `101 Switching
+/// Protocols` keeps `Upgrade` and says `Connection: upgrade`.
+pub fn sanitize_response(headers: &mut HeaderMap, switching_protocols: bool) {
+    let upgrade = if switching_protocols {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    remove_hop_by_hop(headers);
+    if let Some(u) = upgrade {
+        headers.insert(header::UPGRADE, u);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn identity() -> Vec<HeaderName> {
+        vec![
+            HeaderName::from_static("x-auth-user"),
+            HeaderName::from_static("x-auth-roles"),
+        ]
+    }
+
+    #[test]
+    fn connection_named_headers_go_before_the_gateway_adds_its_own() {
+        let mut h = map(&[
+            ("connection", "close, X-Forwarded-For, X-Auth-User, x-custom"),
+            ("x-custom", "1"),
+            ("x-keep", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("host", "a.example"),
+        ]);
+        sanitize_request(&mut h, &identity(), false);
+        add_forwarding(
+            &mut h,
+            "192.0.2.1".parse().unwrap(),
+            false,
+            "https",
+            None,
+            &HeaderValue::from_static("rid"),
+        );
+        assert!(h.get("x-custom").is_none() && h.get("keep-alive").is_none() && h.get("te").is_none());
+        assert!(h.get("connection").is_none());
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "192.0.2.1");
+        assert_eq!(h.get("x-keep").unwrap(), "1");
+        assert_eq!(
+            h.get("host").unwrap(),
+            "a.example",
+            "Connection may not remove Host"
+        );
+    }
+
+    #[test]
+    fn identity_headers_in_any_spelling_are_stripped() {
+        let mut h = map(&[
+            ("X-Auth-User", "eve"),
+            ("x_auth_user", "eve"),
+            ("X_AUTH_ROLES", "admin"),
+            ("x-auth-userx", "k"),
+        ]);
+        sanitize_request(&mut h, &identity(), true);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-auth-userx"));
+    }
+
+    #[test]
+    fn forwarding_headers_only_from_trusted_peers() {
+        let spoof = [
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x_forwarded_host", "evil"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-request-id", "mine"),
+        ];
+        let mut h = map(&spoof);
+        sanitize_request(&mut h, &identity(), false);
+        assert!(h.is_empty(), "{h:?}");
+
+        let mut h = map(&[("x-forwarded-for", "198.51.100.7"), ("x-forwarded-proto", "http")]);
+        sanitize_request(&mut h, &identity(), true);
+        add_forwarding(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            true,
+            "https",
+            None,
+            &HeaderValue::from_static("r"),
+        );
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "198.51.100.7, 10.0.0.1");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    }
+
+    #[test]
+    fn upgrade_survives_only_on_101() {
+        let h = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
+        assert_eq!(upgrade_request(&h).unwrap(), "websocket");
+        let mut r = map(&[("connection", "upgrade"), ("upgrade", "websocket"), ("x-a", "1")]);
+        sanitize_response(&mut r, true);
+        assert_eq!(r.get("upgrade").unwrap(), "websocket");
+        assert_eq!(r.get("connection").unwrap(), "upgrade");
+        let mut r = map(&[("connection", "x-a"), ("upgrade", "websocket"), ("x-a", "1")]);
+        sanitize_response(&mut r, false);
+        assert!(r.is_empty());
+    }
+}

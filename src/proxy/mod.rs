@@ -1,0 +1,4 @@
+//! The forwarding half of the gateway: header hygiene and upstream sending.
+
+pub mod headers;
+pub mod upstream;

@@ -1,0 +1,241 @@
+//! Listeners and connections. One worker thread per core, each with its own current-thread
+//! tokio runtime and its own `SO_REUSEPORT` listening sockets, so a connection lives and dies on
+//! one core with that core's upstream pools. Per connection: TLS handshake (bounded by the
+//! header-read timeout), hyper-util's auto builder (HTTP/1.1 and HTTP/2), a header-read timeout
+//! and header size cap, an idle timeout, and a graceful drain when the process stops.
+
+use crate::gateway::{ConnInfo, Shared, Worker};
+use crate::io::ActivityIo;
+use crate::pipeline;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Connection settings shared by every listener of a worker.
+#[derive(Clone)]
+pub struct ConnSettings {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// A worker's sockets: the TLS one (with its acceptor) and the plain one.
+pub struct WorkerSockets {
+    pub tls: Option<(std::net::TcpListener, TlsAcceptor)>,
+    pub http: Option<std::net::TcpListener>,
+}
+
+/// Binds `count` sockets to `addr` with `SO_REUSEPORT`; with port 0 they share the first's port.
+pub fn bind_reuseport(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Runs one worker until `cancel` fires and its connections have drained (or the grace ran out).
+pub fn run_worker(
+    id: usize,
+    shared: Arc<Shared>,
+    sockets: WorkerSockets,
+    settings: ConnSettings,
+    cancel: CancellationToken,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "cannot start the worker's runtime");
+            cancel.cancel();
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let worker = Arc::new(Worker::new(shared));
+        let builder = http_builder(&settings);
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(ConnCtx {
+            worker,
+            builder,
+            settings: settings.clone(),
+            cancel: cancel.clone(),
+        });
+        if let Some((listener, acceptor)) = sockets.tls {
+            match TcpListener::from_std(listener) {
+                Ok(l) => {
+                    tracker.spawn(accept_loop(l, Some(acceptor), ctx.clone(), tracker.clone()));
+                }
+                Err(e) => tracing::error!(worker = id, error = %e, "cannot use the TLS listener"),
+            }
+        }
+        if let Some(listener) = sockets.http {
+            match TcpListener::from_std(listener) {
+                Ok(l) => {
+                    tracker.spawn(accept_loop(l, None, ctx.clone(), tracker.clone()));
+                }
+                Err(e) => tracing::error!(worker = id, error = %e, "cannot use the HTTP listener"),
+            }
+        }
+        cancel.cancelled().await;
+        tracker.close();
+        if tokio::time::timeout(settings.shutdown_grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                worker = id,
+                open = tracker.len(),
+                "shutdown grace ran out; closing the remaining connections"
+            );
+        }
+    });
+}
+
+struct ConnCtx {
+    worker: Arc<Worker>,
+    builder: auto::Builder<TokioExecutor>,
+    settings: ConnSettings,
+    cancel: CancellationToken,
+}
+
+fn http_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(s.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(256);
+    builder
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<ConnCtx>,
+    tracker: TaskTracker,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = ctx.cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let tls = tls.clone();
+        tracker.spawn(async move {
+            match tls {
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(ctx.settings.header_read_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls_stream)) => serve(tls_stream, ConnInfo { peer, tls: true }, &ctx).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => serve(stream, ConnInfo { peer, tls: false }, &ctx).await,
+            }
+        });
+    }
+}
+
+/// Counts requests being handled on a connection, so the idle timer leaves busy ones alone.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve<IO>(io: IO, conn: ConnInfo, ctx: &ConnCtx)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let io = TokioIo::new(ActivityIo::new(io, activity.clone()));
+    let worker = ctx.worker.clone();
+    let counter = in_flight.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let worker = worker.clone();
+        let guard = InFlight::enter(&counter);
+        async move {
+            let resp = pipeline::handle(&worker, req, &conn).await;
+            drop(guard);
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let connection = ctx.builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    let idle = ctx.settings.idle_timeout;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+    let mut seen = 0;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = ctx.cancel.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = ticks.tick(), if !closing => {
+                let now = activity.load(Ordering::Relaxed);
+                if now == seen && in_flight.load(Ordering::Relaxed) == 0 {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                seen = now;
+            }
+        }
+    }
+}
