@@ -9,8 +9,6 @@ use http::{HeaderValue, Response, StatusCode, header};
 pub enum GatewayError {
     #[error("{0}")]
     BadPath(&'static str),
-    #[error("{0}")]
-    BadRequest(&'static str),
     #[error("no route matches this host and path")]
     NoRoute,
     #[error("the request body is larger than this route allows")]
@@ -24,7 +22,7 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath(_) => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -35,7 +33,6 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::BadPath(_) => "bad_path",
-            GatewayError::BadRequest(_) => "bad_request",
             GatewayError::NoRoute => "no_route",
             GatewayError::BodyTooLarge => "body_too_large",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",

@@ -1,7 +1,7 @@
 //! One request's life through the gateway, phase by phase, in order:
 //!
 //! 1. **route**     — normalize the path (400 on traversal tricks), match host then prefix (404)
-//! 2. **frame**     — refuse ambiguous framing (TE + CL) and bodies over the route's limit (413)
+//! 2. **frame**     — refuse bodies over the route's limit (413); upgrades noted
 //! 3. **sanitize**  — drop hop-by-hop, spoofed identity and untrusted forwarding headers
 //! 4. **authorize** — apply the route's policy (only `public` exists yet: no credential needed)
 //! 5. **inject**    — add X-Forwarded-*, X-Request-Id (identity headers come with sessions)
@@ -83,12 +83,9 @@ async fn proxy(
     trace.route = Some(route.config.name.clone());
 
     // 2. frame
+    // (hyper already settled TE + CL: Content-Length is dropped, the body is read as chunked and
+    // the connection closed after the answer, so nothing is forwarded ambiguously.)
     let h = req.headers();
-    if h.contains_key(header::TRANSFER_ENCODING) && h.contains_key(header::CONTENT_LENGTH) {
-        return Err(GatewayError::BadRequest(
-            "a request may not carry both Transfer-Encoding and Content-Length",
-        ));
-    }
     let declared = h
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -1,0 +1,211 @@
+//! Test harness: starts the gateway in-process on port 0 with the repository's development
+//! certificates, real upstreams on port 0, and clients that speak over real sockets (raw TCP for
+//! hostile input, hyper over TLS with a chosen ALPN, tokio-tungstenite for WebSockets).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod upstream;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use portcullis::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The `[server]`/`[admin]` part every test config starts with: TLS and plain listeners on
+/// port 0, one worker, the development certificate.
+pub fn base_toml() -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+tls_cert = "{cert}"
+tls_key = "{key}"
+workers = 1
+[admin]
+listen = "127.0.0.1:0"
+token = "test-admin-token-0123456789"
+"#,
+        cert = repo_path("certs/localhost.pem").display(),
+        key = repo_path("certs/localhost-key.pem").display(),
+    )
+}
+
+/// A public route to `upstream` with extra `key = value` lines.
+pub fn route(name: &str, prefix: &str, upstreams: &[SocketAddr], extra: &str) -> String {
+    let list: Vec<String> = upstreams.iter().map(|a| format!("\"http://{a}\"")).collect();
+    format!(
+        "\n[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstreams = [{}]\npolicy = \"public\"\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+pub struct Gateway {
+    pub running: Option<portcullis::Running>,
+    pub tls: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts a gateway from config text (usually `base_toml()` plus routes).
+    pub fn start(toml: &str) -> Gateway {
+        let config =
+            Config::from_toml(toml, &repo_path("")).unwrap_or_else(|e| panic!("test config: {e}\n{toml}"));
+        let running = portcullis::start(&config).expect("gateway starts");
+        Gateway {
+            tls: running.tls_addr.expect("tls listener"),
+            http: running.http_addr.expect("http listener"),
+            admin: running.admin_addr,
+            running: Some(running),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(r) = &self.running {
+            r.shutdown();
+        }
+    }
+}
+
+/// Writes `request` bytes and reads the whole answer until the server closes (or 5 s pass).
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP/1.1 answer.
+pub fn status_of(raw: &str) -> u16 {
+    raw.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The JSON body of a raw HTTP/1.1 answer (Content-Length framed).
+pub fn json_of(raw: &str) -> serde_json::Value {
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"))
+}
+
+/// A GET over plain HTTP/1.1 with extra raw header lines; the connection is closed after.
+pub async fn get_raw(addr: SocketAddr, path: &str, headers: &str) -> String {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    raw(addr, req.as_bytes()).await
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// A rustls client config that trusts the development CA, offering `alpn`.
+pub fn tls_client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(repo_path("certs/ca.pem")).unwrap();
+    for cert in rustls_pemfile_certs(&pem) {
+        roots.add(cert).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(portcullis::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// Sends one request over a fresh TLS connection offering `alpn` ("h2" or "http/1.1"); returns
+/// the answer and the protocol the server picked.
+pub async fn tls_request(addr: SocketAddr, alpn: &str, req: Request<Full<Bytes>>) -> (Answer, String) {
+    let connector = tokio_rustls::TlsConnector::from(tls_client_config(&[alpn.as_bytes()]));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let negotiated = tls
+        .get_ref()
+        .1
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    let io = TokioIo::new(tls);
+    let answer = if negotiated == "h2" {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        collect(send.send_request(req).await.unwrap()).await
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        collect(send.send_request(req).await.unwrap()).await
+    };
+    (answer, negotiated)
+}
+
+/// Sends one request over a fresh plain HTTP/1.1 connection.
+pub async fn http_request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Answer {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    collect(send.send_request(req).await.unwrap()).await
+}
+
+pub async fn collect(resp: hyper::Response<hyper::body::Incoming>) -> Answer {
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    Answer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+        version: parts.version,
+    }
+}
+
+/// A GET request for `path` with Host `localhost`.
+pub fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}

@@ -1,0 +1,135 @@
+//! Every config error names its key; the CLI exits non-zero with that message; the CLI's other
+//! verbs (check-config, cert generate) do what they say.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
+use common::*;
+use portcullis::config::Config;
+
+const ROUTE: &str = "[[routes]]\nname = \"app\"\nupstreams = [\"http://127.0.0.1:9\"]\npolicy = \"public\"\n";
+
+fn error_for(toml: &str) -> String {
+    match Config::from_toml(toml, &repo_path("")) {
+        Ok(_) => panic!("accepted a bad config:\n{toml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn each_bad_config_names_its_key() {
+    let http = "[server]\nhttp_listen = \"127.0.0.1:0\"\n";
+    let cases: Vec<(String, &str)> = vec![
+        (format!("{http}{ROUTE}").replace("http://127.0.0.1:9", "htp:/x"), "routes[0].upstreams[0]: invalid URL \"htp:/x\""),
+        (format!("{http}{ROUTE}").replace("http://127.0.0.1:9", "http://u:p@h:1"), "routes[0].upstreams[0]"),
+        (format!("{http}{ROUTE}").replace("http://127.0.0.1:9", "http://h:1/base"), "routes[0].upstreams[0]"),
+        (format!("{http}{ROUTE}{ROUTE}"), "routes[1].name: duplicate route name"),
+        (format!("{http}{ROUTE}").replace("policy = \"public\"", "policy = \"open\""), "routes[0].policy: unknown policy"),
+        (format!("{http}{ROUTE}").replace("policy = \"public\"\n", ""), "routes[0].policy"),
+        (format!("{http}{ROUTE}path_prefix = \"/a/../b\"\n"), "routes[0].path_prefix"),
+        (format!("{http}{ROUTE}path_prefix = \"api\"\n"), "routes[0].path_prefix"),
+        (format!("{http}{ROUTE}host = \"bad host\"\n"), "routes[0].host"),
+        (format!("{http}{ROUTE}host = \"a.example:80\"\n"), "routes[0].host"),
+        (format!("{http}{ROUTE}").replace("name = \"app\"", "name = \"bad name!\""), "routes[0].name: invalid route name"),
+        (format!("{http}{ROUTE}timeout = \"soon\"\n"), "routes[0].timeout: invalid duration"),
+        (format!("{http}{ROUTE}timeout = \"0s\"\n"), "routes[0].timeout: must be greater than zero"),
+        (format!("{http}{ROUTE}max_body = \"10 parsecs\"\n"), "routes[0].max_body"),
+        (format!("{http}{ROUTE}roles = [\"admin\"]\n"), "routes[0].roles"),
+        (format!("{http}{ROUTE}upstream_ca = \"/nonexistent/ca.pem\"\n"), "routes[0].upstream_ca"),
+        (format!("{http}{ROUTE}").replace("upstreams = [\"http://127.0.0.1:9\"]", "upstreams = []"), "routes[0].upstreams"),
+        (format!("{http}{ROUTE}").replace("upstreams = [\"http://127.0.0.1:9\"]\n", ""), "routes[0]"),
+        (format!("{http}{ROUTE}colour = \"red\"\n"), "routes[0].colour: unknown field `colour`"),
+        (format!("{http}listn = \"x\"\n{ROUTE}"), "server.listn: unknown field `listn`"),
+        (format!("{http}workers = 0\n{ROUTE}"), "server.workers"),
+        (format!("{http}workers = \"two\"\n{ROUTE}"), "server.workers"),
+        (format!("{http}idle_timeout = \"forever\"\n{ROUTE}"), "server.idle_timeout"),
+        (format!("{http}max_header_bytes = 100\n{ROUTE}"), "server.max_header_bytes"),
+        (format!("{http}trusted_proxies = [\"10.0.0.0/33\"]\n{ROUTE}"), "server.trusted_proxies[0]"),
+        ("[server]\nhttp_listen = \"localhost\"\n".to_string() + ROUTE, "server.http_listen: invalid address"),
+        ("[server]\nlisten = \"127.0.0.1:0\"\n".to_string() + ROUTE, "server.tls_cert: required"),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"nope.pem\"\ntls_key = \"nope-key.pem\"\n".to_string() + ROUTE,
+            "server.tls_cert: cannot read",
+        ),
+        (
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"certs/localhost.pem\"\ntls_key = \"certs/ca-key.pem\"\n".to_string()
+                + ROUTE,
+            "server.tls_cert: certificate",
+        ),
+        (ROUTE.to_string(), "server: no listener"),
+        (http.to_string(), "routes: at least one"),
+        (format!("{http}[admin]\ntoken = \"short\"\n{ROUTE}"), "admin.token: must be at least 16"),
+        (format!("{http}[admin]\ntoken_env = \"PORTCULLIS_TEST_UNSET_VAR\"\n{ROUTE}"), "admin.token_env"),
+        (format!("{http}[admin]\nlisten = \"nowhere\"\n{ROUTE}"), "admin.listen"),
+        (format!("{http}[headers]\nuser = \"bad header\"\n{ROUTE}"), "headers.user"),
+        (format!("{http}[demo]\nwhoami_listen = \"x\"\n{ROUTE}"), "demo.whoami_listen"),
+        (format!("{http}[mystery]\n{ROUTE}"), "unknown field `mystery`"),
+        (format!("{http}{ROUTE}timeout = ["), "invalid TOML"),
+    ];
+    for (toml, want) in cases {
+        let got = error_for(&toml);
+        assert!(got.contains(want), "wanted {want:?} in {got:?} for:\n{toml}");
+    }
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    Config::load(&repo_path("config.example.toml")).unwrap();
+}
+
+#[test]
+fn check_config_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("[server]\nhttp_listen = \"127.0.0.1:0\"\n{ROUTE}").replace("http://127.0.0.1:9", "htp:/x"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check-config", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes[0].upstreams[0]: invalid URL \"htp:/x\""),
+        "{stderr}"
+    );
+
+    let good = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check-config", "-c"])
+        .arg(repo_path("config.example.toml"))
+        .output()
+        .unwrap();
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+
+    // `run` refuses the bad file before binding anything.
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("routes[0].upstreams[0]"));
+}
+
+#[test]
+fn cert_generate_makes_a_chain_the_gateway_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["cert", "generate", "--hosts", "localhost,127.0.0.1", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["ca.pem", "ca-key.pem", "localhost.pem", "localhost-key.pem"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{ROUTE}",
+        dir.path().join("localhost.pem").display(),
+        dir.path().join("localhost-key.pem").display()
+    );
+    Config::from_toml(&toml, dir.path()).expect("the generated pair loads");
+}

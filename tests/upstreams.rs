@@ -1,0 +1,122 @@
+//! Upstream behaviour: 502 when nothing answers, 504 on timeout, round robin, a refusing target
+//! skipped with one retry on another, and `https://` upstreams verified against a given CA.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[tokio::test]
+async fn nothing_listening_is_502_and_slow_is_504() {
+    let slow = upstream::scripted(|_req| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("late")))
+    })
+    .await;
+    let dead = upstream::dead_address();
+    let toml = base_toml()
+        + &route("dead", "/dead", &[dead], "")
+        + &route("slow", "/slow", &[slow], "timeout = \"200ms\"");
+    let gw = Gateway::start(&toml);
+    let resp = get_raw(gw.http, "/dead", "").await;
+    assert_eq!(status_of(&resp), 502, "{resp}");
+    assert_eq!(json_of(&resp)["error"], "upstream_unavailable");
+    let resp = get_raw(gw.http, "/slow", "").await;
+    assert_eq!(status_of(&resp), 504, "{resp}");
+    assert_eq!(json_of(&resp)["error"], "upstream_timeout");
+    gw.stop().await;
+}
+
+async fn named(name: &'static str) -> std::net::SocketAddr {
+    upstream::scripted(move |_req| async move {
+        hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(name)))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn round_robin_spreads_requests() {
+    let (a, b, c) = (named("a").await, named("b").await, named("c").await);
+    let gw = Gateway::start(&(base_toml() + &route("rr", "/", &[a, b, c], "")));
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..30 {
+        let ans = http_request(gw.http, get("/")).await;
+        *counts
+            .entry(String::from_utf8_lossy(&ans.body).into_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 10), "{counts:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusing_target_is_retried_elsewhere_then_skipped() {
+    let live = named("live").await;
+    let dead = upstream::dead_address();
+    let gw = Gateway::start(&(base_toml() + &route("rr", "/", &[dead, live], "cooldown = \"1m\"")));
+    for _ in 0..10 {
+        let ans = http_request(gw.http, get("/")).await;
+        assert_eq!(ans.status, 200);
+        assert_eq!(&ans.body[..], b"live");
+    }
+    // A POST with a body is not retried, but the dead target is cooling down and not picked.
+    let post = http::Request::post("/")
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::from("payload")))
+        .unwrap();
+    let ans = http_request(gw.http, post).await;
+    assert_eq!(ans.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn non_idempotent_requests_are_not_retried() {
+    let live = named("live").await;
+    let dead = upstream::dead_address();
+    // Cooldown zero: the dead target stays in rotation, so some POSTs land on it.
+    let gw = Gateway::start(&(base_toml() + &route("rr", "/", &[dead, live], "cooldown = \"0s\"")));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let post = http::Request::post("/")
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::from("payload")))
+            .unwrap();
+        statuses.push(http_request(gw.http, post).await.status);
+    }
+    assert!(statuses.contains(&502), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_upstream_ca() {
+    // The upstream is a second gateway terminating TLS with the development certificate.
+    let (echo, _stop) = upstream::whoami().await;
+    let inner = Gateway::start(&(base_toml() + &route("inner", "/", &[echo], "")));
+    let https_route = |ca: &str| {
+        format!(
+            "\n[[routes]]\nname = \"tls\"\npath_prefix = \"/\"\nupstreams = [\"https://localhost:{}\"]\npolicy = \"public\"\npreserve_host = false\n{ca}\n",
+            inner.tls.port()
+        )
+    };
+    let ca = format!("upstream_ca = \"{}\"", repo_path("certs/ca.pem").display());
+    let outer = Gateway::start(&(base_toml() + &https_route(&ca)));
+    let ans = http_request(outer.http, get("/via-tls")).await;
+    assert_eq!(ans.status, 200, "{:?}", ans.body);
+    assert_eq!(ans.json()["path"], "/via-tls");
+    assert_eq!(
+        ans.json()["headers"]["x-forwarded-proto"],
+        "https",
+        "the inner gateway saw TLS"
+    );
+
+    // Without the CA (system roots only) the development certificate is refused: 502.
+    let untrusting = Gateway::start(&(base_toml() + &https_route("")));
+    let ans = http_request(untrusting.http, get("/via-tls")).await;
+    assert_eq!(ans.status, 502);
+    outer.stop().await;
+    untrusting.stop().await;
+    inner.stop().await;
+}
