@@ -2,6 +2,7 @@
 //! (`ProxyBody`: an upstream's streamed body or a small full body of its own) and what it
 //! sends upstream (`UpstreamBody`: the client's streamed body, cut off past the route's limit).
 
+use crate::proxy::upstream::Lease;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
@@ -15,7 +16,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pin_project! {
     #[project = ProxyBodyProj]
     pub enum ProxyBody {
-        Upstream { #[pin] inner: Incoming },
+        /// An upstream's body; its connection returns to the pool when the body has ended.
+        Upstream { #[pin] inner: Incoming, lease: Option<Lease> },
         Full { #[pin] inner: Full<Bytes> },
     }
 }
@@ -31,8 +33,16 @@ impl ProxyBody {
         ProxyBody::full(Bytes::new())
     }
 
-    pub fn upstream(inner: Incoming) -> Self {
-        ProxyBody::Upstream { inner }
+    /// An upstream's body; `lease` goes back to the pool at its end (at once if it is empty).
+    pub fn upstream(inner: Incoming, lease: Option<Lease>) -> Self {
+        let lease = match lease {
+            Some(l) if inner.is_end_stream() => {
+                l.release();
+                None
+            }
+            other => other,
+        };
+        ProxyBody::Upstream { inner, lease }
     }
 }
 
@@ -45,21 +55,32 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.project() {
-            ProxyBodyProj::Upstream { inner } => inner.poll_frame(cx),
+            ProxyBodyProj::Upstream { mut inner, lease } => {
+                let polled = inner.as_mut().poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(None) => true,
+                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
+                    _ => false,
+                };
+                if ended && let Some(l) = lease.take() {
+                    l.release();
+                }
+                polled
+            }
             ProxyBodyProj::Full { inner } => inner.poll_frame(cx).map_err(|never| match never {}),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { inner } => inner.is_end_stream(),
+            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
             ProxyBody::Full { inner } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream { inner } => inner.size_hint(),
+            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
             ProxyBody::Full { inner } => inner.size_hint(),
         }
     }

@@ -2,7 +2,7 @@
 //! proxies) and `Worker` (one per worker thread: that thread's upstream connection pools).
 
 use crate::config::{Config, RouteConfig};
-use crate::proxy::upstream::{self, UpstreamClient, Upstreams};
+use crate::proxy::upstream::{Pool, Upstreams};
 use crate::route::RouteTable;
 use http::HeaderName;
 use ipnet::IpNet;
@@ -67,27 +67,36 @@ impl Shared {
     }
 }
 
-/// One worker thread's view: the shared state plus its own upstream pools (one per route).
+/// One worker thread's view: the shared state plus its own pool of upstream connections.
 pub struct Worker {
     pub shared: Arc<Shared>,
-    pub clients: Vec<UpstreamClient>,
+    pub pool: Arc<Pool>,
 }
 
 impl Worker {
     pub fn new(shared: Arc<Shared>) -> Worker {
-        let clients = shared
-            .routes
-            .routes
-            .iter()
-            .map(|r| upstream::client(&r.config))
-            .collect();
-        Worker { shared, clients }
+        let pool = Arc::new(Pool::new(shared.routes.routes.iter().map(|r| r.upstreams.len())));
+        Worker { shared, pool }
     }
 }
 
 /// What a request knows about the connection it came on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The peer's IP as a header value, made once per connection for X-Forwarded-For.
+    pub peer_ip: http::HeaderValue,
     pub tls: bool,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> ConnInfo {
+        let ip = match peer.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let peer_ip = http::HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        ConnInfo { peer, peer_ip, tls }
+    }
 }

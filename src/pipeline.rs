@@ -16,6 +16,7 @@ use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Route, Worker};
 use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::upstream;
 use crate::route;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
@@ -27,9 +28,9 @@ use std::time::Instant;
 /// What the access log says about a request, filled in as the phases learn it.
 #[derive(Default)]
 struct Trace {
-    route: Option<String>,
+    route: Option<usize>,
+    target: Option<usize>,
     path: Option<String>,
-    upstream: Option<String>,
 }
 
 /// Handles one request; never fails (errors become responses).
@@ -45,13 +46,17 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
     };
     resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     if worker.shared.access_log {
+        let routes = &worker.shared.routes;
+        let route = trace.route.map(|i| &routes.routes[i]);
         tracing::info!(
             target: "portcullis::access",
             method = %method,
-            route = trace.route.as_deref().unwrap_or("-"),
+            route = route.map_or("-", |r| r.config.name.as_str()),
             path = trace.path.as_deref().unwrap_or("-"),
             status = resp.status().as_u16(),
-            upstream = trace.upstream.as_deref().unwrap_or("-"),
+            upstream = route
+                .zip(trace.target)
+                .map_or("-", |(r, t)| r.upstreams.target(t).label.as_str()),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
             peer = %conn.peer,
@@ -62,103 +67,112 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
 
 async fn proxy(
     worker: &Worker,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     conn: &ConnInfo,
     trusted: bool,
     request_id: &HeaderValue,
     trace: &mut Trace,
 ) -> Result<Response<ProxyBody>, GatewayError> {
+    let (mut parts, body) = req.into_parts();
+    let shared = &worker.shared;
+
     // 1. route
-    let path = route::normalize_path(req.uri().path()).map_err(|e| GatewayError::BadPath(e.message()))?;
-    trace.path = Some(path.to_string());
-    let host_value = request_host(&req);
+    let path = route::normalize_path(parts.uri.path()).map_err(|e| GatewayError::BadPath(e.message()))?;
+    if shared.access_log {
+        trace.path = Some(path.to_string());
+    }
+    let host_value = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     let host = host_value
         .as_ref()
         .and_then(|v| v.to_str().ok())
         .map(route::host_of)
         .unwrap_or_default();
-    let routes = &worker.shared.routes;
-    let index = routes.table.find(&host, &path).ok_or(GatewayError::NoRoute)?;
-    let route = &routes.routes[index];
-    trace.route = Some(route.config.name.clone());
+    let index = shared
+        .routes
+        .table
+        .find(&host, &path)
+        .ok_or(GatewayError::NoRoute)?;
+    let route = &shared.routes.routes[index];
+    trace.route = Some(index);
 
     // 2. frame
     // (hyper already settled TE + CL: Content-Length is dropped, the body is read as chunked and
     // the connection closed after the answer, so nothing is forwarded ambiguously.)
-    let h = req.headers();
-    let declared = h
+    let declared = parts
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > route.config.max_body) {
         return Err(GatewayError::BodyTooLarge);
     }
-    let upgrade = if req.version() == Version::HTTP_11 {
-        headers::upgrade_request(h)
+    let upgrade = if parts.version == Version::HTTP_11 {
+        headers::upgrade_request(&parts.headers)
     } else {
         None
     };
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let client_upgrade = upgrade
+        .as_ref()
+        .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
 
     // 3. sanitize
-    headers::sanitize_request(req.headers_mut(), &worker.shared.identity_headers, trusted);
+    headers::sanitize_request(&mut parts.headers, &shared.identity_headers, trusted);
 
     // 4. authorize: `public` is the only policy so far.
 
     // 5. inject
     let proto = if conn.tls { "https" } else { "http" };
     headers::add_forwarding(
-        req.headers_mut(),
-        conn.peer.ip(),
+        &mut parts.headers,
+        &conn.peer_ip,
         trusted,
         proto,
         host_value.as_ref(),
         request_id,
     );
-    match (&host_value, route.config.preserve_host) {
+    match (host_value, route.config.preserve_host) {
         (Some(v), true) => {
-            req.headers_mut().insert(header::HOST, v.clone());
+            parts.headers.insert(header::HOST, v);
         }
         _ => {
-            req.headers_mut().remove(header::HOST);
+            parts.headers.remove(header::HOST);
         }
     }
-    if let Some(proto) = &upgrade {
-        req.headers_mut().insert(header::UPGRADE, proto.clone());
-        req.headers_mut()
+    if let Some(proto) = upgrade {
+        parts.headers.insert(header::UPGRADE, proto);
+        parts
+            .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    *req.uri_mut() = forwarded_uri(route, &path, req.uri().query())?;
+    let pq = forwarded_path(route, &path, parts.uri.query())?;
+    parts.uri = http::Uri::from(pq);
 
     // 6. forward
-    let (parts, body) = req.into_parts();
     let req = Request::from_parts(parts, UpstreamBody::new(body, route.config.max_body));
-    let client = &worker.clients[index];
-    let sent = crate::proxy::upstream::send(client, &route.upstreams, route.config.timeout, req).await;
-    trace.upstream = Some(route.upstreams.target(sent.target).label.clone());
-    let mut resp = sent.result?;
+    let sent = upstream::send(&worker.pool, index, &route.upstreams, route.config.timeout, req).await;
+    trace.target = Some(sent.target);
+    let (mut resp, lease) = sent.result?;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
+        // The upstream connection becomes the tunnel; it never returns to the pool.
+        drop(lease);
         match client_upgrade {
             Some(client_side) => tunnel(client_side, hyper::upgrade::on(&mut resp)),
             None => return Err(GatewayError::UpstreamUnavailable),
         }
+        headers::sanitize_response(resp.headers_mut(), true);
+        return Ok(resp.map(|b| ProxyBody::upstream(b, None)));
     }
-    headers::sanitize_response(resp.headers_mut(), switching);
-    Ok(resp.map(ProxyBody::upstream))
+    headers::sanitize_response(resp.headers_mut(), false);
+    Ok(resp.map(|b| ProxyBody::upstream(b, Some(lease))))
 }
 
-/// The client's view of the host: the URI authority (HTTP/2, absolute-form) or `Host`.
-fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
-    match req.uri().authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    }
-}
-
-/// The origin-form URI sent upstream: the normalized path (minus the prefix with
+/// The origin-form path sent upstream: the normalized path (minus the prefix with
 /// `strip_prefix`) and the query as the client sent it.
-fn forwarded_uri(route: &Route, path: &str, query: Option<&str>) -> Result<http::Uri, GatewayError> {
+fn forwarded_path(route: &Route, path: &str, query: Option<&str>) -> Result<PathAndQuery, GatewayError> {
     let path: Cow<str> = if route.config.strip_prefix {
         let rest = path
             .strip_prefix(route.config.path_prefix.trim_end_matches('/'))
@@ -171,12 +185,11 @@ fn forwarded_uri(route: &Route, path: &str, query: Option<&str>) -> Result<http:
     } else {
         Cow::Borrowed(path)
     };
-    let pq = match query {
+    match query {
         Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
         None => PathAndQuery::try_from(path.as_ref()),
     }
-    .map_err(|_| GatewayError::BadPath("the path cannot be forwarded"))?;
-    Ok(http::Uri::from(pq))
+    .map_err(|_| GatewayError::BadPath("the path cannot be forwarded"))
 }
 
 /// After a 101, copies bytes both ways between the client and the upstream until either closes.
@@ -191,7 +204,8 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade
     });
 }
 
-/// A trusted proxy's `X-Request-Id` if it is sane, else a fresh random one.
+/// A trusted proxy's `X-Request-Id` if it is sane, else a fresh one: 32 hex digits, a random
+/// per-thread prefix and a counter (unique, cheap, and not a secret).
 fn request_id(req: &Request<Incoming>, trusted: bool) -> HeaderValue {
     if trusted
         && let Some(v) = req.headers().get(&X_REQUEST_ID)
@@ -201,6 +215,20 @@ fn request_id(req: &Request<Incoming>, trusted: bool) -> HeaderValue {
     {
         return v.clone();
     }
-    let id = format!("{:032x}", rand::random::<u128>());
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    thread_local! {
+        static NEXT: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((rand::random(), 0));
+    }
+    let (prefix, counter) = NEXT.with(|n| {
+        let (prefix, counter) = n.get();
+        n.set((prefix, counter.wrapping_add(1)));
+        (prefix, counter)
+    });
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 32];
+    for (i, word) in [prefix, counter].into_iter().enumerate() {
+        for j in 0..16 {
+            buf[i * 16 + j] = HEX[((word >> (60 - 4 * j)) & 15) as usize];
+        }
+    }
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }

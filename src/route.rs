@@ -3,6 +3,7 @@
 //! `path_prefix` on a segment boundary). A host that has routes of its own never falls through
 //! to the catch-all routes, as with nginx server blocks.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Why a request path was refused (400).
@@ -39,12 +40,31 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// Whether a path is already in normal form: no escapes, no `\\`, no NUL, no `//`, no `/.`.
+/// Most real paths are, and skip the rewrite (no allocation on the hot path).
+fn already_normal(bytes: &[u8]) -> bool {
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut prev = 0u8;
+    for &b in bytes {
+        if matches!(b, b'%' | b'\\' | 0) || (prev == b'/' && matches!(b, b'/' | b'.')) {
+            return false;
+        }
+        prev = b;
+    }
+    true
+}
+
 /// Normalizes a request path: percent-encoded unreserved characters are decoded (so `/%61dmin`
 /// is `/admin` for matching *and* forwarding), other escapes are kept with upper-case hex,
 /// `//` is merged, `.` and `..` segments are resolved. Encoded `/` or `\`, NUL, a raw `\`,
 /// broken escapes, a `..` above the root and `..;` style segments are refused.
-pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = raw.as_bytes();
+    if already_normal(bytes) {
+        return Ok(Cow::Borrowed(raw));
+    }
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
@@ -110,7 +130,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if segments.is_empty() || trailing_slash {
         out.push('/');
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// Whether `path` is `prefix` or lies beneath it on a segment boundary.

@@ -165,28 +165,36 @@ async fn accept_loop(
                     let handshake =
                         tokio::time::timeout(ctx.settings.header_read_timeout, acceptor.accept(stream));
                     match handshake.await {
-                        Ok(Ok(tls_stream)) => serve(tls_stream, ConnInfo { peer, tls: true }, &ctx).await,
+                        Ok(Ok(tls_stream)) => serve(tls_stream, ConnInfo::new(peer, true), &ctx).await,
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve(stream, ConnInfo { peer, tls: false }, &ctx).await,
+                None => serve(stream, ConnInfo::new(peer, false), &ctx).await,
             }
         });
     }
 }
 
-/// Counts requests being handled on a connection, so the idle timer leaves busy ones alone.
-struct InFlight(Arc<AtomicUsize>);
+/// What every request on one connection shares: the worker, the peer, and the count of
+/// requests being handled (so the idle timer leaves busy connections alone).
+struct ConnState {
+    worker: Arc<Worker>,
+    info: ConnInfo,
+    in_flight: Arc<AtomicUsize>,
+}
 
-impl InFlight {
-    fn enter(counter: &Arc<AtomicUsize>) -> InFlight {
+/// Counts a request as in flight until it is answered or dropped (an HTTP/2 reset, say).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl<'a> Busy<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Busy<'a> {
         counter.fetch_add(1, Ordering::Relaxed);
-        InFlight(counter.clone())
+        Busy(counter)
     }
 }
 
-impl Drop for InFlight {
+impl Drop for Busy<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -199,15 +207,17 @@ where
     let activity = Arc::new(AtomicU64::new(0));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let io = TokioIo::new(ActivityIo::new(io, activity.clone()));
-    let worker = ctx.worker.clone();
-    let counter = in_flight.clone();
+    let state = Arc::new(ConnState {
+        worker: ctx.worker.clone(),
+        info: conn,
+        in_flight: in_flight.clone(),
+    });
+    let peer = state.info.peer;
     let service = hyper::service::service_fn(move |req| {
-        let worker = worker.clone();
-        let guard = InFlight::enter(&counter);
+        let state = state.clone();
         async move {
-            let resp = pipeline::handle(&worker, req, &conn).await;
-            drop(guard);
-            Ok::<_, Infallible>(resp)
+            let _busy = Busy::enter(&state.in_flight);
+            Ok::<_, Infallible>(pipeline::handle(&state.worker, req, &state.info).await)
         }
     });
     let connection = ctx.builder.serve_connection_with_upgrades(io, service);
@@ -220,7 +230,7 @@ where
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(peer = %conn.peer, error = %e, "connection ended with an error");
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
                 }
                 return;
             }

@@ -72,21 +72,90 @@ async fn a_refusing_target_is_retried_elsewhere_then_skipped() {
 }
 
 #[tokio::test]
-async fn non_idempotent_requests_are_not_retried() {
+async fn connect_failures_are_retried_for_every_method() {
+    // Nothing was sent when a connection cannot be opened, so even a POST is safe to retry.
     let live = named("live").await;
     let dead = upstream::dead_address();
-    // Cooldown zero: the dead target stays in rotation, so some POSTs land on it.
+    // Cooldown zero: the dead target stays in rotation, so half the first attempts hit it.
     let gw = Gateway::start(&(base_toml() + &route("rr", "/", &[dead, live], "cooldown = \"0s\"")));
-    let mut statuses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..6 {
         let post = http::Request::post("/")
             .header("host", "localhost")
             .body(http_body_util::Full::new(bytes::Bytes::from("payload")))
             .unwrap();
-        statuses.push(http_request(gw.http, post).await.status);
+        let ans = http_request(gw.http, post).await;
+        assert_eq!(ans.status, 200);
+        assert_eq!(&ans.body[..], b"live");
     }
-    assert!(statuses.contains(&502), "{statuses:?}");
-    assert!(statuses.contains(&200), "{statuses:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_was_sent_is_never_retried() {
+    // Target "drop" reads the request and hangs up without answering.
+    let dropper = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let drop_addr = dropper.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = dropper.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            drop(s);
+        }
+    });
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let live = upstream::scripted(move |_req| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from("live"))) }
+    })
+    .await;
+    let gw = Gateway::start(&(base_toml() + &route("rr", "/", &[drop_addr, live], "cooldown = \"0s\"")));
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(http_request(gw.http, get("/")).await.status);
+    }
+    assert_eq!(statuses.iter().filter(|&&s| s == 502).count(), 2, "{statuses:?}");
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the failed ones were not replayed"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn pooled_connections_are_reused_and_survive_upstream_restarts() {
+    // Count the upstream's TCP connections: many requests, few connections.
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (echo, _stop) = upstream::whoami().await;
+    let counting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = counting.local_addr().unwrap();
+    let seen = conns.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = counting.accept().await else {
+                return;
+            };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(echo).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    let gw = Gateway::start(&(base_toml() + &route("app", "/", &[addr], "")));
+    for i in 0..30 {
+        let ans = http_request(gw.http, get(&format!("/{i}"))).await;
+        assert_eq!(ans.status, 200);
+    }
+    let used = conns.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        used <= 2,
+        "30 sequential requests used {used} upstream connections"
+    );
     gw.stop().await;
 }
 

@@ -334,7 +334,7 @@ fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError
         .map(|h| host_pattern(&format!("{key}.host"), &h))
         .transpose()?;
     let path_prefix = match crate::route::normalize_path(&r.path_prefix) {
-        Ok(p) if p == r.path_prefix => p,
+        Ok(p) if p == r.path_prefix => p.into_owned(),
         _ => {
             return Err(ConfigError::new(
                 format!("{key}.path_prefix"),

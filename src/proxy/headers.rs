@@ -110,13 +110,12 @@ pub fn sanitize_request(headers: &mut HeaderMap, identity: &[HeaderName], truste
 /// `X-Forwarded-Host` (kept from a trusted proxy) and `X-Request-Id`.
 pub fn add_forwarding(
     headers: &mut HeaderMap,
-    peer_ip: std::net::IpAddr,
+    peer_ip: &HeaderValue,
     trusted_peer: bool,
     proto: &'static str,
     host: Option<&HeaderValue>,
     request_id: &HeaderValue,
 ) {
-    let peer = peer_ip.to_string();
     let chain: Vec<&str> = if trusted_peer {
         headers
             .get_all(&X_FORWARDED_FOR)
@@ -126,13 +125,13 @@ pub fn add_forwarding(
     } else {
         Vec::new()
     };
-    let xff = if chain.is_empty() {
-        peer
+    if chain.is_empty() {
+        headers.insert(X_FORWARDED_FOR, peer_ip.clone());
     } else {
-        format!("{}, {peer}", chain.join(", "))
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(X_FORWARDED_FOR, v);
+        let peer = peer_ip.to_str().unwrap_or("unknown");
+        if let Ok(v) = HeaderValue::from_str(&format!("{}, {peer}", chain.join(", "))) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
     }
     if !(trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -195,7 +194,7 @@ mod tests {
         sanitize_request(&mut h, &identity(), false);
         add_forwarding(
             &mut h,
-            "192.0.2.1".parse().unwrap(),
+            &HeaderValue::from_static("192.0.2.1"),
             false,
             "https",
             None,
@@ -242,7 +241,7 @@ mod tests {
         sanitize_request(&mut h, &identity(), true);
         add_forwarding(
             &mut h,
-            "10.0.0.1".parse().unwrap(),
+            &HeaderValue::from_static("10.0.0.1"),
             true,
             "https",
             None,

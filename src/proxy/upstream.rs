@@ -1,23 +1,29 @@
-//! Upstream selection and sending: round robin over a route's targets, a target that refuses
-//! connections skipped for the route's cooldown, one retry on another target after a connect
-//! failure of a body-less idempotent request, and the timeout that makes a 504. Each worker has
-//! its own pooled keep-alive client per route, so connections never cross worker threads.
+//! Upstream connections and sending. Each worker keeps its own pool of idle HTTP/1.1
+//! connections per (route, target), used only by that worker's thread: a request takes an idle
+//! connection (or dials one), and the connection goes back to the pool when the response body
+//! has been read to its end — no per-request task, no cross-thread locking (the mutexes are
+//! never contended). Targets are picked round robin; one that refuses connections is skipped
+//! for the route's cooldown, and a request whose connection could not be opened is retried once
+//! on another target (nothing was sent, so this is safe for every method). A request that was
+//! written and then failed is never retried.
 
 use crate::body::{BodyTooLarge, UpstreamBody};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Method, Request, Response, Uri, Version};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use std::sync::OnceLock;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+/// Idle connections kept per (route, target) per worker.
+const MAX_IDLE: usize = 512;
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TTL: Duration = Duration::from_secs(90);
 
 /// One upstream target of a route.
 pub struct Target {
@@ -25,6 +31,8 @@ pub struct Target {
     pub authority: Authority,
     /// `scheme://authority`, for logs.
     pub label: String,
+    /// The `Host` header for this target, when the route does not preserve the client's.
+    host_header: Option<http::HeaderValue>,
     down_until_ms: AtomicU64,
 }
 
@@ -33,6 +41,8 @@ pub struct Upstreams {
     targets: Vec<Target>,
     next: AtomicUsize,
     cooldown: Duration,
+    connect_timeout: Duration,
+    tls: tokio_rustls::TlsConnector,
 }
 
 fn now_ms() -> u64 {
@@ -48,18 +58,26 @@ impl Upstreams {
             .filter_map(|uri| {
                 let scheme = uri.scheme()?.clone();
                 let authority = uri.authority()?.clone();
+                let host_header = (!route.preserve_host)
+                    .then(|| http::HeaderValue::from_str(authority.as_str()).ok())
+                    .flatten();
                 Some(Target {
                     label: format!("{scheme}://{authority}"),
                     scheme,
                     authority,
+                    host_header,
                     down_until_ms: AtomicU64::new(0),
                 })
             })
             .collect();
+        let mut tls = (*route.upstream_tls).clone();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         Upstreams {
             targets,
             next: AtomicUsize::new(0),
             cooldown: route.cooldown,
+            connect_timeout: route.connect_timeout,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
         }
     }
 
@@ -97,151 +115,256 @@ impl Upstreams {
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
     }
+
+    /// Opens a connection to target `i` (TCP, then TLS for `https://`) and starts its task.
+    async fn connect(&self, i: usize) -> Result<SendRequest<UpstreamBody>, String> {
+        let target = self.target(i);
+        let host = target
+            .authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let https = target.scheme == Scheme::HTTPS;
+        let port = target
+            .authority
+            .port_u16()
+            .unwrap_or(if https { 443 } else { 80 });
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        if https {
+            let name =
+                rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+            let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
+                .await
+                .map_err(|_| "TLS handshake timed out".to_string())?
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            handshake(TokioIo::new(tls)).await
+        } else {
+            handshake(TokioIo::new(tcp)).await
+        }
+    }
 }
 
-/// A pooled client for one route on one worker.
-pub fn client(route: &RouteConfig) -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(route.connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config((*route.upstream_tls).clone())
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https)
+async fn handshake<T>(io: T) -> Result<SendRequest<UpstreamBody>, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
-/// What a forward attempt ended with, and on which target.
+struct Idle {
+    sender: SendRequest<UpstreamBody>,
+    since: Instant,
+}
+
+/// One worker's idle upstream connections, by route index then target index.
+pub struct Pool {
+    idle: Vec<Vec<Mutex<Vec<Idle>>>>,
+}
+
+impl Pool {
+    pub fn new(target_counts: impl IntoIterator<Item = usize>) -> Pool {
+        Pool {
+            idle: target_counts
+                .into_iter()
+                .map(|n| (0..n).map(|_| Mutex::new(Vec::new())).collect())
+                .collect(),
+        }
+    }
+
+    fn take(&self, route: usize, target: usize) -> Option<SendRequest<UpstreamBody>> {
+        let mut idle = self.idle.get(route)?.get(target)?.lock().ok()?;
+        while let Some(c) = idle.pop() {
+            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TTL {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    fn put(&self, route: usize, target: usize, sender: SendRequest<UpstreamBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Some(Ok(mut idle)) = self.idle.get(route).and_then(|r| r.get(target)).map(|m| m.lock())
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// A connection on loan to one response; handed back to the pool when its body has ended.
+pub struct Lease {
+    pool: Arc<Pool>,
+    route: usize,
+    target: usize,
+    sender: SendRequest<UpstreamBody>,
+}
+
+impl Lease {
+    pub fn release(self) {
+        self.pool.put(self.route, self.target, self.sender);
+    }
+}
+
+/// What sending ended with, and on which target.
 pub struct Sent {
-    pub result: Result<Response<Incoming>, GatewayError>,
+    pub result: Result<(Response<Incoming>, Lease), GatewayError>,
     pub target: usize,
 }
 
-fn idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
+enum Failure {
+    /// No connection could be opened; the request was not sent and comes back.
+    Connect(Box<Request<UpstreamBody>>),
+    Other(GatewayError),
 }
 
-/// Sends the request (its URI already holds only the path and query to forward) to one of
-/// the route's targets.
+/// Sends `req` (origin-form URI, headers final) to one of route `route_index`'s targets.
 pub async fn send(
-    client: &UpstreamClient,
+    pool: &Arc<Pool>,
+    route_index: usize,
     upstreams: &Upstreams,
     timeout: Duration,
     mut req: Request<UpstreamBody>,
 ) -> Sent {
-    let first = upstreams.pick(None);
-    // Keep what a retry needs only when a retry is possible.
-    let retry =
-        (upstreams.len() > 1 && idempotent(req.method()) && http_body::Body::is_end_stream(req.body()))
-            .then(|| (req.method().clone(), req.uri().clone(), req.headers().clone()));
     *req.version_mut() = Version::HTTP_11;
-    let result = attempt(client, upstreams, first, timeout, req).await;
-    match result {
-        Err(Failure::Connect) => {
+    let first = upstreams.pick(None);
+    let outcome = match tokio::time::timeout(timeout, attempt(pool, route_index, upstreams, first, req)).await
+    {
+        Err(_) => return timed_out(first),
+        Ok(outcome) => outcome,
+    };
+    match outcome {
+        Ok(sent) => ok(pool, route_index, first, sent),
+        Err(Failure::Other(e)) => Sent {
+            result: Err(e),
+            target: first,
+        },
+        Err(Failure::Connect(req)) => {
             upstreams.mark_down(first);
-            if let Some((method, uri, headers)) = retry {
-                let second = upstreams.pick(Some(first));
-                let mut again = Request::new(UpstreamBody::empty());
-                *again.method_mut() = method;
-                *again.uri_mut() = uri;
-                *again.headers_mut() = headers;
-                let result = attempt(client, upstreams, second, timeout, again).await;
-                if matches!(result, Err(Failure::Connect)) {
-                    upstreams.mark_down(second);
-                }
+            if upstreams.len() < 2 {
                 return Sent {
-                    result: result.map_err(Failure::into_error),
-                    target: second,
+                    result: Err(GatewayError::UpstreamUnavailable),
+                    target: first,
                 };
             }
-            Sent {
-                result: Err(GatewayError::UpstreamUnavailable),
-                target: first,
+            let second = upstreams.pick(Some(first));
+            match tokio::time::timeout(timeout, attempt(pool, route_index, upstreams, second, *req)).await {
+                Err(_) => timed_out(second),
+                Ok(Ok(sent)) => ok(pool, route_index, second, sent),
+                Ok(Err(Failure::Other(e))) => Sent {
+                    result: Err(e),
+                    target: second,
+                },
+                Ok(Err(Failure::Connect(_))) => {
+                    upstreams.mark_down(second);
+                    Sent {
+                        result: Err(GatewayError::UpstreamUnavailable),
+                        target: second,
+                    }
+                }
             }
         }
-        other => Sent {
-            result: other.map_err(Failure::into_error),
-            target: first,
+    }
+}
+
+fn ok(
+    pool: &Arc<Pool>,
+    route: usize,
+    target: usize,
+    (resp, sender): (Response<Incoming>, SendRequest<UpstreamBody>),
+) -> Sent {
+    let lease = Lease {
+        pool: pool.clone(),
+        route,
+        target,
+        sender,
+    };
+    Sent {
+        result: Ok((resp, lease)),
+        target,
+    }
+}
+
+fn timed_out(target: usize) -> Sent {
+    Sent {
+        result: Err(GatewayError::UpstreamTimeout),
+        target,
+    }
+}
+
+/// One target: idle connections first (a closed one hands the unsent request back, and the
+/// next is tried), then a new connection.
+async fn attempt(
+    pool: &Pool,
+    route: usize,
+    upstreams: &Upstreams,
+    i: usize,
+    mut req: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, SendRequest<UpstreamBody>), Failure> {
+    let target = upstreams.target(i);
+    let label = &target.label;
+    if let Some(host) = &target.host_header {
+        req.headers_mut().insert(http::header::HOST, host.clone());
+    }
+    while let Some(mut sender) = pool.take(route, i) {
+        if sender.ready().await.is_err() {
+            continue;
+        }
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok((resp, sender)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(Failure::Other(classify(label, e.error()))),
+            },
+        }
+    }
+    let mut sender = match upstreams.connect(i).await {
+        Ok(s) => s,
+        Err(why) => {
+            tracing::warn!(upstream = %label, error = %why, "upstream connect failed");
+            return Err(Failure::Connect(Box::new(req)));
+        }
+    };
+    match sender.try_send_request(req).await {
+        Ok(resp) => Ok((resp, sender)),
+        Err(mut e) => match e.take_message() {
+            Some(unsent) => Err(Failure::Connect(Box::new(unsent))),
+            None => Err(Failure::Other(classify(label, e.error()))),
         },
     }
 }
 
-enum Failure {
-    Connect,
-    Other(GatewayError),
-}
-
-impl Failure {
-    fn into_error(self) -> GatewayError {
-        match self {
-            Failure::Connect => GatewayError::UpstreamUnavailable,
-            Failure::Other(e) => e,
-        }
-    }
-}
-
-async fn attempt(
-    client: &UpstreamClient,
-    upstreams: &Upstreams,
-    i: usize,
-    timeout: Duration,
-    mut req: Request<UpstreamBody>,
-) -> Result<Response<Incoming>, Failure> {
-    let target = upstreams.target(i);
-    let pq = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(target.scheme.clone());
-    parts.authority = Some(target.authority.clone());
-    parts.path_and_query = Some(pq);
-    *req.uri_mut() = Uri::from_parts(parts).map_err(|_| Failure::Other(GatewayError::UpstreamUnavailable))?;
-    match tokio::time::timeout(timeout, client.request(req)).await {
-        Err(_) => Err(Failure::Other(GatewayError::UpstreamTimeout)),
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) if e.is_connect() => {
-            tracing::warn!(upstream = %target.label, error = %error_chain(&e), "upstream connect failed");
-            Err(Failure::Connect)
-        }
-        Ok(Err(e)) => {
-            if caused_by_body_limit(&e) {
-                return Err(Failure::Other(GatewayError::BodyTooLarge));
-            }
-            tracing::warn!(upstream = %target.label, error = %error_chain(&e), "upstream request failed");
-            Err(Failure::Other(GatewayError::UpstreamUnavailable))
-        }
-    }
-}
-
-fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+/// A failure after the request was (partly) written: the client's body over the limit is 413,
+/// anything else 502.
+fn classify(label: &str, e: &hyper::Error) -> GatewayError {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut chain = String::new();
     while let Some(err) = cur {
         if err.is::<BodyTooLarge>() {
-            return true;
+            return GatewayError::BodyTooLarge;
         }
+        if !chain.is_empty() {
+            chain.push_str(": ");
+        }
+        chain.push_str(&err.to_string());
         cur = err.source();
     }
-    false
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        out.push_str(": ");
-        out.push_str(&err.to_string());
-        cur = err.source();
-    }
-    out
+    tracing::warn!(upstream = %label, error = %chain, "upstream request failed");
+    GatewayError::UpstreamUnavailable
 }
