@@ -16,6 +16,7 @@ need() {
 }
 
 need curl curl
+need redis-server redis-server
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

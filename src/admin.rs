@@ -1,13 +1,25 @@
 //! The admin listener (SPEC §5): a plain `match` on the path. `/healthz` is open; everything
-//! else needs `Authorization: Bearer <admin.token>`, compared in constant time. Only health
-//! lives here so far; sessions, metrics and reload arrive with their issues.
+//! else needs `Authorization: Bearer <admin.token>`, compared in constant time.
+//!
+//! - `GET /readyz` — 200 when the session store answers, else 503.
+//! - `POST /admin/sessions` `{"username", "count", "ttl"}` — mints active sessions for a
+//!   configured user without a password (load-test harnesses); at most 10 000 per call.
+//! - `GET /admin/sessions?user=NAME`, `DELETE /admin/sessions/{id}`,
+//!   `DELETE /admin/users/{name}/sessions` — list and revoke (revocation reaches every instance).
 
 use crate::body::ProxyBody;
+use crate::config::{Config, parse_duration};
 use crate::error::{json_error, json_response};
+use crate::session::cache::Sessions;
+use crate::session::{Session, User};
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +27,70 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The most sessions one `POST /admin/sessions` mints.
+pub const MAX_MINT: u64 = 10_000;
+const MAX_BODY: usize = 64 * 1024;
+
 pub struct Admin {
     token: Option<String>,
+    sessions: Arc<Sessions>,
+    users: HashMap<String, User>,
+    session_ttl: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintRequest {
+    username: String,
+    #[serde(default = "one")]
+    count: u64,
+    ttl: Option<String>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn bad_request(code: &str, message: &str) -> Response<ProxyBody> {
+    json_error(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn store_down(e: impl std::fmt::Display) -> Response<ProxyBody> {
+    tracing::warn!(error = %e, "admin: session store error");
+    json_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "session_store_unavailable",
+        "the session store cannot be reached",
+    )
+}
+
+/// The fields of a session an operator sees (never its secret hash).
+pub fn session_json(s: &Session) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "username": s.user.as_ref().map(|u| u.username.as_str()),
+        "state": s.state,
+        "device_uuid": s.device_uuid,
+        "created": s.created,
+        "last_used": s.last_used,
+        "expires": s.ends_at(),
+        "ip": s.ip,
+        "user_agent": s.user_agent,
+    })
 }
 
 impl Admin {
-    pub fn new(token: Option<String>) -> Admin {
-        Admin { token }
+    pub fn new(config: &Config, sessions: Arc<Sessions>) -> Admin {
+        Admin {
+            token: config.admin.token.clone(),
+            sessions,
+            users: config
+                .users
+                .iter()
+                .map(|u| (u.username.clone(), u.clone()))
+                .collect(),
+            session_ttl: config.sessions.ttl,
+        }
     }
 
     fn authorized(&self, req: &Request<Incoming>) -> bool {
@@ -36,7 +105,7 @@ impl Admin {
     }
 
     async fn answer(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let path = req.uri().path();
+        let path = req.uri().path().to_string();
         if path == "/healthz" {
             return json_response(StatusCode::OK, r#"{"status":"ok"}"#.into());
         }
@@ -57,10 +126,102 @@ impl Admin {
                 .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
             return resp;
         }
-        match (req.method(), path) {
-            (&Method::GET, "/readyz") => json_response(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method().clone(), segments.as_slice()) {
+            (Method::GET, ["readyz"]) => match self.sessions.store.ping().await {
+                Ok(()) => json_response(StatusCode::OK, r#"{"status":"ready"}"#.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "readyz: store unreachable");
+                    json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "session_store_unavailable",
+                        "the session store cannot be reached",
+                    )
+                }
+            },
+            (Method::POST, ["admin", "sessions"]) => self.mint(req).await,
+            (Method::GET, ["admin", "sessions"]) => {
+                let user = req
+                    .uri()
+                    .query()
+                    .into_iter()
+                    .flat_map(|q| q.split('&'))
+                    .find_map(|kv| kv.strip_prefix("user="))
+                    .map(str::to_string);
+                let Some(user) = user else {
+                    return bad_request("missing_user", "give the user: /admin/sessions?user=NAME");
+                };
+                match self.sessions.store.list_user(&user).await {
+                    Ok(list) => {
+                        let sessions: Vec<_> = list.iter().map(session_json).collect();
+                        json_response(
+                            StatusCode::OK,
+                            serde_json::json!({ "sessions": sessions }).to_string(),
+                        )
+                    }
+                    Err(e) => store_down(e),
+                }
+            }
+            (Method::DELETE, ["admin", "sessions", id]) if crate::session::token::parse_id(id).is_none() => {
+                json_error(StatusCode::NOT_FOUND, "not_found", "no such session")
+            }
+            (Method::DELETE, ["admin", "sessions", id]) => match self.sessions.revoke(id).await {
+                Ok(true) => json_response(StatusCode::OK, serde_json::json!({ "revoked": [id] }).to_string()),
+                Ok(false) => json_error(StatusCode::NOT_FOUND, "not_found", "no such session"),
+                Err(e) => store_down(e),
+            },
+            (Method::DELETE, ["admin", "users", name, "sessions"]) => {
+                match self.sessions.revoke_user(name).await {
+                    Ok(ids) => {
+                        json_response(StatusCode::OK, serde_json::json!({ "revoked": ids }).to_string())
+                    }
+                    Err(e) => store_down(e),
+                }
+            }
             _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
         }
+    }
+
+    async fn mint(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let body: Bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 64 KiB"),
+        };
+        let m: MintRequest = match serde_json::from_slice(&body) {
+            Ok(m) => m,
+            Err(e) => {
+                return bad_request(
+                    "invalid_json",
+                    &format!("expected {{\"username\", \"count\", \"ttl\"}}: {e}"),
+                );
+            }
+        };
+        let Some(user) = self.users.get(&m.username) else {
+            return bad_request("unknown_user", "username: no such user in the configuration");
+        };
+        if m.count == 0 || m.count > MAX_MINT {
+            return bad_request(
+                "invalid_count",
+                &format!("count: must be between 1 and {MAX_MINT}"),
+            );
+        }
+        let ttl = match m.ttl.as_deref().map(parse_duration) {
+            None => self.session_ttl,
+            Some(Ok(d)) if !d.is_zero() => d,
+            Some(Ok(_)) => return bad_request("invalid_ttl", "ttl: must be greater than zero"),
+            Some(Err(e)) => return bad_request("invalid_ttl", &format!("ttl: {e}")),
+        };
+        let mut tokens = Vec::with_capacity(m.count as usize);
+        for _ in 0..m.count {
+            match self.sessions.create_active(user, ttl).await {
+                Ok((token, _)) => tokens.push(token),
+                Err(e) => return store_down(e),
+            }
+        }
+        json_response(
+            StatusCode::CREATED,
+            serde_json::json!({ "tokens": tokens }).to_string(),
+        )
     }
 }
 

@@ -15,6 +15,15 @@ pub enum GatewayError {
     BodyTooLarge,
     #[error("no upstream of this route answered")]
     UpstreamUnavailable,
+    #[error("a valid session is required")]
+    Unauthenticated { presented: bool },
+    /// A browser navigation without a session: 302 to the login page with `rd` set.
+    #[error("log in to continue")]
+    LoginRedirect(String),
+    #[error("your session does not have a role this route requires")]
+    Forbidden,
+    #[error("the session store cannot be reached; try again shortly")]
+    StoreUnavailable,
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
 }
@@ -26,6 +35,10 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::LoginRedirect(_) => StatusCode::FOUND,
+            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -36,12 +49,34 @@ impl GatewayError {
             GatewayError::NoRoute => "no_route",
             GatewayError::BodyTooLarge => "body_too_large",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
+            GatewayError::Unauthenticated { presented: true } => "invalid_token",
+            GatewayError::Unauthenticated { presented: false } => "unauthorized",
+            GatewayError::LoginRedirect(_) => "login_required",
+            GatewayError::Forbidden => "forbidden",
+            GatewayError::StoreUnavailable => "session_store_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
         }
     }
 
     pub fn into_response(self) -> Response<ProxyBody> {
-        json_error(self.status(), self.code(), &self.to_string())
+        let mut resp = json_error(self.status(), self.code(), &self.to_string());
+        match &self {
+            GatewayError::Unauthenticated { presented } => {
+                let challenge = if *presented {
+                    HeaderValue::from_static("Bearer error=\"invalid_token\"")
+                } else {
+                    HeaderValue::from_static("Bearer")
+                };
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+            }
+            GatewayError::LoginRedirect(location) => {
+                if let Ok(v) = HeaderValue::from_str(location) {
+                    resp.headers_mut().insert(header::LOCATION, v);
+                }
+            }
+            _ => {}
+        }
+        resp
     }
 }
 

@@ -1,9 +1,10 @@
 //! The state requests run against: `Shared` (one per process: routes, header names, trusted
 //! proxies) and `Worker` (one per worker thread: that thread's upstream connection pools).
 
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, HeaderNames, RouteConfig};
 use crate::proxy::upstream::{Pool, Upstreams};
 use crate::route::RouteTable;
+use crate::session::cache::Sessions;
 use http::HeaderName;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -42,17 +43,23 @@ impl Routes {
 /// Process-wide state, shared by every worker.
 pub struct Shared {
     pub routes: Arc<Routes>,
+    pub sessions: Arc<Sessions>,
+    pub header_names: HeaderNames,
     /// The identity header names, stripped from every client request.
     pub identity_headers: Vec<HeaderName>,
+    pub cookie_name: String,
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
 }
 
 impl Shared {
-    pub fn new(config: &Config) -> Shared {
+    pub fn new(config: &Config, sessions: Arc<Sessions>) -> Shared {
         Shared {
             routes: Arc::new(Routes::new(&config.routes)),
+            sessions,
+            header_names: config.headers.clone(),
             identity_headers: config.headers.all().into_iter().cloned().collect(),
+            cookie_name: config.cookie_name.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             access_log: config.log.access,
         }

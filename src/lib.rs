@@ -6,6 +6,7 @@
 //! listeners and connections; `config/` the config file; `proxy/` header hygiene and upstreams.
 
 pub mod admin;
+pub mod auth;
 pub mod body;
 pub mod certgen;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod session;
 pub mod tls;
 pub mod whoami;
 
@@ -37,10 +39,13 @@ pub enum StartError {
     },
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+    #[error("session store: {0}")]
+    Store(String),
 }
 
 /// A running gateway: its bound addresses and the handle that stops it.
 pub struct Running {
+    pub sessions: Arc<session::cache::Sessions>,
     pub tls_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
@@ -117,7 +122,9 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         .transpose()?;
 
     let cancel = CancellationToken::new();
-    let shared = Arc::new(gateway::Shared::new(config));
+    let (sessions, sessions_thread) =
+        session::service::start(config, cancel.clone()).map_err(StartError::Store)?;
+    let shared = Arc::new(gateway::Shared::new(config, sessions.clone()));
     let settings = ConnSettings {
         header_read_timeout: config.server.header_read_timeout,
         idle_timeout: config.server.idle_timeout,
@@ -129,7 +136,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         .tls
         .as_ref()
         .map(|(_, tls)| tokio_rustls::TlsAcceptor::from(tls.clone()));
-    let mut threads = Vec::new();
+    let mut threads = vec![sessions_thread];
     for id in 0..workers {
         let sockets = WorkerSockets {
             tls: tls_sockets.pop().zip(acceptor.clone()),
@@ -142,7 +149,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             .map_err(StartError::Thread)?;
         threads.push(handle);
     }
-    let admin = Arc::new(admin::Admin::new(config.admin.token.clone()));
+    let admin = Arc::new(admin::Admin::new(config, sessions.clone()));
     threads.push(side_thread("admin", cancel.clone(), move |cancel| async move {
         match tokio::net::TcpListener::from_std(admin_socket) {
             Ok(l) => admin::serve(l, admin, cancel).await,
@@ -158,6 +165,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         })?);
     }
     Ok(Running {
+        sessions,
         tls_addr,
         http_addr,
         admin_addr,

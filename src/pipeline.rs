@@ -3,8 +3,10 @@
 //! 1. **route**     — normalize the path (400 on traversal tricks), match host then prefix (404)
 //! 2. **frame**     — refuse bodies over the route's limit (413); upgrades noted
 //! 3. **sanitize**  — drop hop-by-hop, spoofed identity and untrusted forwarding headers
-//! 4. **authorize** — apply the route's policy (only `public` exists yet: no credential needed)
-//! 5. **inject**    — add X-Forwarded-*, X-Request-Id (identity headers come with sessions)
+//! 4. **authorize** — read the credential (bearer, else cookie), check it (tag, cache, store)
+//!    and apply the route's policy: 401 / login redirect, 403, or 503 when the store is down
+//! 5. **inject**    — identity headers, the gateway's own credential removed, X-Forwarded-*,
+//!    X-Request-Id
 //! 6. **forward**   — send upstream (pool, round robin, cooldown, retry, 502/504), stream back,
 //!    tunnel upgrades
 //! 7. **log**       — one access-log line: method, route, path (never the query), status,
@@ -12,6 +14,7 @@
 //!
 //! Every error on the way is a `GatewayError`, turned into a JSON response in one place.
 
+use crate::auth::{self, Decision};
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Route, Worker};
@@ -31,6 +34,8 @@ struct Trace {
     route: Option<usize>,
     target: Option<usize>,
     path: Option<String>,
+    /// The session id (not the token) of an authenticated request.
+    session: Option<String>,
 }
 
 /// Handles one request; never fails (errors become responses).
@@ -59,6 +64,7 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
                 .map_or("-", |(r, t)| r.upstreams.target(t).label.as_str()),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
+            session = trace.session.as_deref().unwrap_or("-"),
             peer = %conn.peer,
         );
     }
@@ -121,9 +127,30 @@ async fn proxy(
     // 3. sanitize
     headers::sanitize_request(&mut parts.headers, &shared.identity_headers, trusted);
 
-    // 4. authorize: `public` is the only policy so far.
+    // 4. authenticate and authorize
+    let presented = auth::credential(&parts.headers, &shared.cookie_name);
+    let identity = match auth::decide(&shared.sessions, &route.config.policy, presented).await {
+        Decision::Allow(identity) => identity,
+        Decision::Unauthenticated { presented } => {
+            return Err(if auth::is_browser_navigation(&parts.method, &parts.headers) {
+                let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                GatewayError::LoginRedirect(format!("/auth/login?rd={}", auth::encode_component(target)))
+            } else {
+                GatewayError::Unauthenticated { presented }
+            });
+        }
+        Decision::Forbidden => return Err(GatewayError::Forbidden),
+        Decision::StoreUnavailable => return Err(GatewayError::StoreUnavailable),
+    };
 
     // 5. inject
+    if let Some(live) = &identity {
+        auth::inject_identity(&mut parts.headers, &shared.header_names, live);
+        trace.session = Some(live.session.id.clone());
+    }
+    if !route.config.forward_credentials {
+        auth::remove_credentials(&mut parts.headers, &shared.cookie_name);
+    }
     let proto = if conn.tls { "https" } else { "http" };
     headers::add_forwarding(
         &mut parts.headers,

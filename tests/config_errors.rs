@@ -24,7 +24,24 @@ fn each_bad_config_names_its_key() {
         (format!("{http}{ROUTE}").replace("http://127.0.0.1:9", "http://h:1/base"), "routes[0].upstreams[0]"),
         (format!("{http}{ROUTE}{ROUTE}"), "routes[1].name: duplicate route name"),
         (format!("{http}{ROUTE}").replace("policy = \"public\"", "policy = \"open\""), "routes[0].policy: unknown policy"),
-        (format!("{http}{ROUTE}").replace("policy = \"public\"\n", ""), "routes[0].policy"),
+        (format!("{http}{ROUTE}").replace("policy = \"public\"", "policy = \"roles\""), "routes[0].roles: policy = \"roles\" needs"),
+        (format!("{http}{ROUTE}").replace("policy = \"public\"", "policy = \"jwt\""), "routes[0].policy"),
+        (format!("{http}[store]\nkind = \"disk\"\n{ROUTE}"), "store.kind: unknown store"),
+        (format!("{http}[store]\nkind = \"redis\"\n{ROUTE}"), "store.url: required"),
+        (format!("{http}[store]\nkind = \"redis\"\nurl = \"http://x\"\n{ROUTE}"), "store.url: expected redis://"),
+        (format!("{http}[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n{ROUTE}"), "tokens.secrets: required with the redis store"),
+        (format!("{http}[tokens]\nsecrets = [\"short\"]\n{ROUTE}"), "tokens.secrets[0]: must be at least 32"),
+        (format!("{http}[cache]\nttl = \"0s\"\n{ROUTE}"), "cache.ttl"),
+        (format!("{http}[cache]\nmax_entries = 0\n{ROUTE}"), "cache.max_entries"),
+        (format!("{http}[sessions]\nttl = \"a while\"\n{ROUTE}"), "sessions.ttl"),
+        (format!("{http}[cookie]\nname = \"bad name;\"\n{ROUTE}"), "cookie.name"),
+        (format!("{http}[[users]]\nusername = \"a b\"\nuser_id = 1\nuser_uuid = \"u\"\n{ROUTE}"), "users[0].username"),
+        (
+            format!("{http}[[users]]\nusername = \"a\"\nuser_id = 1\nuser_uuid = \"u\"\n[[users]]\nusername = \"b\"\nuser_id = 1\nuser_uuid = \"v\"\n{ROUTE}"),
+            "users[1].user_id: duplicate",
+        ),
+        (format!("{http}[[users]]\nusername = \"a\"\nuser_id = 1\nuser_uuid = \"u\"\nroles = [\"a,b\"]\n{ROUTE}"), "users[0].roles[0]"),
+        (format!("{http}[[users]]\nusername = \"a\"\nuser_uuid = \"u\"\n{ROUTE}"), "users[0]: missing field `user_id`"),
         (format!("{http}{ROUTE}path_prefix = \"/a/../b\"\n"), "routes[0].path_prefix"),
         (format!("{http}{ROUTE}path_prefix = \"api\"\n"), "routes[0].path_prefix"),
         (format!("{http}{ROUTE}host = \"bad host\"\n"), "routes[0].host"),
@@ -69,6 +86,14 @@ fn each_bad_config_names_its_key() {
         let got = error_for(&toml);
         assert!(got.contains(want), "wanted {want:?} in {got:?} for:\n{toml}");
     }
+}
+
+#[test]
+fn routes_default_to_authenticated() {
+    let toml =
+        format!("[server]\nhttp_listen = \"127.0.0.1:0\"\n{ROUTE}").replace("policy = \"public\"\n", "");
+    let config = Config::from_toml(&toml, &repo_path("")).unwrap();
+    assert_eq!(config.routes[0].policy, portcullis::config::Policy::Authenticated);
 }
 
 #[test]

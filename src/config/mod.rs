@@ -9,7 +9,7 @@ mod units;
 pub use units::parse_duration;
 
 use crate::tls;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use raw::{RawConfig, RawRoute};
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +53,34 @@ pub struct Config {
     pub headers: HeaderNames,
     pub log: LogConfig,
     pub demo: Option<DemoConfig>,
+    pub store: StoreConfig,
+    pub cache: CacheConfig,
+    pub sessions: SessionsConfig,
+    pub cookie_name: String,
+    /// Token tagging secrets; empty means "generate" (embedded: kept beside the store file;
+    /// memory: for this process only). Required with redis.
+    pub token_secrets: Vec<Vec<u8>>,
+    pub users: Vec<crate::session::User>,
     pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    Memory,
+    Embedded { path: PathBuf },
+    Redis { url: String, prefix: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub max_entries: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionsConfig {
+    pub ttl: Duration,
 }
 
 #[derive(Clone)]
@@ -113,7 +140,12 @@ pub struct DemoConfig {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Policy {
+    /// Anyone; identity headers are added when a valid credential is present.
     Public,
+    /// Any active session.
+    Authenticated,
+    /// An active session whose user has any of these roles.
+    Roles(Vec<String>),
 }
 
 #[derive(Clone)]
@@ -125,6 +157,8 @@ pub struct RouteConfig {
     pub upstreams: Vec<http::Uri>,
     pub policy: Policy,
     pub strip_prefix: bool,
+    /// Forward the gateway's own credential (bearer token, session cookie) to the upstream.
+    pub forward_credentials: bool,
     pub preserve_host: bool,
     pub max_body: u64,
     pub timeout: Duration,
@@ -275,6 +309,134 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         })
         .transpose()?;
 
+    let store = match raw.store.kind.as_str() {
+        "memory" => StoreConfig::Memory,
+        "embedded" => StoreConfig::Embedded {
+            path: resolve(base, &raw.store.path),
+        },
+        "redis" => {
+            let Some(url) = raw.store.url else {
+                return Err(ConfigError::new(
+                    "store.url",
+                    "required with kind = \"redis\" (e.g. redis://127.0.0.1:6379/0)",
+                ));
+            };
+            if !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis-cluster://"))
+            {
+                return Err(ConfigError::new(
+                    "store.url",
+                    "expected redis://, rediss:// or redis-cluster:// (credentials, if any, in the URL)",
+                ));
+            }
+            if raw.tokens.secrets.is_empty() {
+                return Err(ConfigError::new(
+                    "tokens.secrets",
+                    "required with the redis store: every instance must tag and check tokens with the same keys",
+                ));
+            }
+            let prefix = raw.store.prefix;
+            if prefix.is_empty()
+                || !prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::new("store.prefix", "letters, digits, - and _ only"));
+            }
+            StoreConfig::Redis { url, prefix }
+        }
+        other => {
+            return Err(ConfigError::new(
+                "store.kind",
+                format!("unknown store \"{other}\" (expected embedded, redis or memory)"),
+            ));
+        }
+    };
+    if raw.cache.max_entries == 0 {
+        return Err(ConfigError::new("cache.max_entries", "must be at least 1"));
+    }
+    let cache = CacheConfig {
+        max_entries: raw.cache.max_entries,
+        ttl: positive("cache.ttl", &raw.cache.ttl)?,
+        negative_ttl: duration("cache.negative_ttl", &raw.cache.negative_ttl)?,
+    };
+    let sessions = SessionsConfig {
+        ttl: positive("sessions.ttl", &raw.sessions.ttl)?,
+    };
+    let cookie_name = raw.cookie.name;
+    if cookie_name.is_empty()
+        || !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(ConfigError::new(
+            "cookie.name",
+            format!("invalid cookie name \"{cookie_name}\""),
+        ));
+    }
+    let mut token_secrets = Vec::new();
+    for (i, secret) in raw.tokens.secrets.into_iter().enumerate() {
+        if secret.len() < 32 {
+            return Err(ConfigError::new(
+                format!("tokens.secrets[{i}]"),
+                "must be at least 32 characters of random data",
+            ));
+        }
+        token_secrets.push(secret.into_bytes());
+    }
+    let mut users: Vec<crate::session::User> = Vec::with_capacity(raw.users.len());
+    for (i, u) in raw.users.into_iter().enumerate() {
+        let key = format!("users[{i}]");
+        let name_ok = !u.username.is_empty()
+            && u.username.len() <= 64
+            && u.username
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
+        if !name_ok {
+            return Err(ConfigError::new(
+                format!("{key}.username"),
+                format!(
+                    "invalid username \"{}\" (letters, digits, . _ - @; at most 64)",
+                    u.username
+                ),
+            ));
+        }
+        if users.iter().any(|o| o.username == u.username) {
+            return Err(ConfigError::new(
+                format!("{key}.username"),
+                format!("duplicate user \"{}\"", u.username),
+            ));
+        }
+        if users.iter().any(|o| o.id == u.user_id) {
+            return Err(ConfigError::new(
+                format!("{key}.user_id"),
+                format!("duplicate user_id {}", u.user_id),
+            ));
+        }
+        if u.user_uuid.is_empty() || u.user_uuid.len() > 64 || HeaderValue::from_str(&u.user_uuid).is_err() {
+            return Err(ConfigError::new(
+                format!("{key}.user_uuid"),
+                "must be 1-64 printable characters",
+            ));
+        }
+        for (j, role) in u.roles.iter().enumerate() {
+            if role.is_empty() || role.contains(',') || HeaderValue::from_str(role).is_err() {
+                return Err(ConfigError::new(
+                    format!("{key}.roles[{j}]"),
+                    format!("invalid role \"{role}\""),
+                ));
+            }
+        }
+        let _ = u.password_hash;
+        users.push(crate::session::User {
+            id: u.user_id,
+            username: u.username,
+            uuid: u.user_uuid,
+            roles: u.roles,
+        });
+    }
+
     if raw.routes.is_empty() {
         return Err(ConfigError::new(
             "routes",
@@ -310,6 +472,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             access: raw.log.access,
         },
         demo,
+        store,
+        cache,
+        sessions,
+        cookie_name,
+        token_secrets,
+        users,
         routes,
     })
 }
@@ -356,13 +524,20 @@ fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError
         .collect::<Result<Vec<_>, _>>()?;
     let policy = match r.policy.as_str() {
         "public" => Policy::Public,
-        "authenticated" | "roles" | "jwt" => {
+        "authenticated" => Policy::Authenticated,
+        "roles" => {
+            if r.roles.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.roles"),
+                    "policy = \"roles\" needs at least one role",
+                ));
+            }
+            Policy::Roles(r.roles.clone())
+        }
+        "jwt" => {
             return Err(ConfigError::new(
                 format!("{key}.policy"),
-                format!(
-                    "policy \"{}\" needs sessions, which this build does not have yet; only \"public\" works (routes default to \"authenticated\")",
-                    r.policy
-                ),
+                "policy \"jwt\" (external issuers) is not built yet; use authenticated or roles",
             ));
         }
         other => {
@@ -372,7 +547,7 @@ fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError
             ));
         }
     };
-    if !r.roles.is_empty() {
+    if !r.roles.is_empty() && !matches!(policy, Policy::Roles(_)) {
         return Err(ConfigError::new(
             format!("{key}.roles"),
             "only used with policy = \"roles\"",
@@ -391,6 +566,7 @@ fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError
         upstreams,
         policy,
         strip_prefix: r.strip_prefix,
+        forward_credentials: r.forward_credentials,
         preserve_host: r.preserve_host,
         max_body,
         timeout: positive(&format!("{key}.timeout"), &r.timeout)?,

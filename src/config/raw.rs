@@ -18,7 +18,100 @@ pub struct RawConfig {
     pub log: RawLog,
     pub demo: Option<RawDemo>,
     #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub sessions: RawSessions,
+    #[serde(default)]
+    pub cookie: RawCookie,
+    #[serde(default)]
+    pub tokens: RawTokens,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+    #[serde(default)]
     pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub kind: String,
+    pub path: String,
+    pub url: Option<String>,
+    pub prefix: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            kind: "embedded".into(),
+            path: "data/sessions.redb".into(),
+            url: None,
+            prefix: "portcullis".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub max_entries: u64,
+    pub ttl: String,
+    pub negative_ttl: String,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            max_entries: 1_000_000,
+            ttl: "30s".into(),
+            negative_ttl: "5s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSessions {
+    pub ttl: String,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions { ttl: "14d".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCookie {
+    pub name: String,
+}
+
+impl Default for RawCookie {
+    fn default() -> Self {
+        RawCookie {
+            name: "__Host-portcullis".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub username: String,
+    pub password_hash: Option<String>,
+    pub user_id: u64,
+    pub user_uuid: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +223,8 @@ pub struct RawRoute {
     pub roles: Vec<String>,
     #[serde(default)]
     pub strip_prefix: bool,
+    #[serde(default)]
+    pub forward_credentials: bool,
     #[serde(default = "default_preserve_host")]
     pub preserve_host: bool,
     #[serde(default = "default_max_body")]

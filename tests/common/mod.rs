@@ -3,6 +3,7 @@
 //! hostile input, hyper over TLS with a chosen ALPN, tokio-tungstenite for WebSockets).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod redis;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -35,6 +36,8 @@ workers = 1
 [admin]
 listen = "127.0.0.1:0"
 token = "test-admin-token-0123456789"
+[store]
+kind = "memory"
 "#,
         cert = repo_path("certs/localhost.pem").display(),
         key = repo_path("certs/localhost-key.pem").display(),

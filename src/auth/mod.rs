@@ -1,0 +1,251 @@
+//! Authentication on the proxy path. Security rules:
+//! - Credentials are read from `Authorization: Bearer` first, else the session cookie; a
+//!   credential longer than 4 KiB is refused before any lookup.
+//! - Extraction returns `Option`s and never panics on hostile input.
+//! - The gateway's own credential (a `pc1_` bearer token, its cookie) is removed from what is
+//!   forwarded unless the route says `forward_credentials = true`; other credentials (an
+//!   external JWT, a Basic header) are the upstream's business and pass through.
+//! - Identity headers are inserted only after the client's copies were stripped
+//!   (`proxy::headers::sanitize_request` runs first).
+
+use crate::config::{HeaderNames, Policy};
+use crate::session::cache::{Found, Live, Sessions};
+use crate::session::token::{MAX_CREDENTIAL_LEN, PREFIX};
+use http::header::{self, HeaderMap, HeaderValue};
+use std::sync::Arc;
+
+/// A credential as presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential<'a> {
+    Bearer(&'a str),
+    Cookie(&'a str),
+}
+
+impl<'a> Credential<'a> {
+    pub fn token(&self) -> &'a str {
+        match self {
+            Credential::Bearer(t) | Credential::Cookie(t) => t,
+        }
+    }
+}
+
+/// A credential over the size cap: refused without a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized;
+
+/// The bearer token from `Authorization`, if that is what it holds.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Oversized> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    if value.len() > MAX_CREDENTIAL_LEN + 7 {
+        return Err(Oversized);
+    }
+    let Ok(text) = value.to_str() else { return Ok(None) };
+    match text.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            let token = token.trim();
+            Ok((!token.is_empty()).then_some(token))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The value of cookie `name` from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Oversized> {
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(text) = value.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if v.len() > MAX_CREDENTIAL_LEN {
+                    return Err(Oversized);
+                }
+                return Ok(Some(v.trim_matches('"')));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `Authorization: Bearer` first, else the session cookie.
+pub fn credential<'a>(
+    headers: &'a HeaderMap,
+    cookie_name: &str,
+) -> Result<Option<Credential<'a>>, Oversized> {
+    if let Some(t) = bearer(headers)? {
+        return Ok(Some(Credential::Bearer(t)));
+    }
+    Ok(cookie(headers, cookie_name)?.map(Credential::Cookie))
+}
+
+/// What the route's policy says about this request.
+pub enum Decision {
+    /// Forward, with this identity if there is one.
+    Allow(Option<Arc<Live>>),
+    /// No (valid) credential: 401, or the login redirect for browsers.
+    Unauthenticated { presented: bool },
+    /// Authenticated, but the route needs a role the user lacks: 403.
+    Forbidden,
+    /// A credential that needs the store, and the store is down: 503 (never 401, which makes
+    /// clients throw good tokens away).
+    StoreUnavailable,
+}
+
+/// Applies `policy` to the presented credential.
+pub async fn decide(
+    sessions: &Sessions,
+    policy: &Policy,
+    presented: Result<Option<Credential<'_>>, Oversized>,
+) -> Decision {
+    let identity = match presented {
+        Err(Oversized) => Err(true),
+        Ok(None) => Err(false),
+        Ok(Some(c)) => match sessions.authenticate(c.token()).await {
+            Ok(Found::Active(live)) => Ok(live),
+            Ok(Found::Pending(_) | Found::Nothing) => Err(true),
+            Err(e) => {
+                tracing::warn!(error = %e, "session lookup failed");
+                return match policy {
+                    Policy::Public => Decision::Allow(None),
+                    _ => Decision::StoreUnavailable,
+                };
+            }
+        },
+    };
+    match (policy, identity) {
+        (Policy::Public, identity) => Decision::Allow(identity.ok()),
+        (_, Err(presented)) => Decision::Unauthenticated { presented },
+        (Policy::Authenticated, Ok(live)) => Decision::Allow(Some(live)),
+        (Policy::Roles(needed), Ok(live)) => {
+            let has = live
+                .user()
+                .is_some_and(|u| u.roles.iter().any(|r| needed.contains(r)));
+            if has {
+                Decision::Allow(Some(live))
+            } else {
+                Decision::Forbidden
+            }
+        }
+    }
+}
+
+/// Inserts the identity headers for `live` (the client's copies were stripped already).
+pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, live: &Live) {
+    let [user, id, uuid, roles, sid, expires] = &live.header_values;
+    headers.insert(names.user.clone(), user.clone());
+    headers.insert(names.user_id.clone(), id.clone());
+    headers.insert(names.user_uuid.clone(), uuid.clone());
+    headers.insert(names.roles.clone(), roles.clone());
+    headers.insert(names.session_id.clone(), sid.clone());
+    headers.insert(names.session_expires.clone(), expires.clone());
+}
+
+/// Removes the gateway's own credentials: a `pc1_` bearer token and the session cookie.
+pub fn remove_credentials(headers: &mut HeaderMap, cookie_name: &str) {
+    if matches!(bearer(headers), Ok(Some(t)) if t.starts_with(PREFIX))
+        || matches!(bearer(headers), Err(Oversized))
+    {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != cookie_name))
+        .map(str::to_string)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// A browser navigation: GET or HEAD asking for HTML. These get the login redirect, not a 401.
+pub fn is_browser_navigation(method: &http::Method, headers: &HeaderMap) -> bool {
+    (method == http::Method::GET || method == http::Method::HEAD)
+        && headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+}
+
+/// Percent-encodes a path-and-query for use as the `rd` parameter.
+pub fn encode_component(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_first_then_cookie() {
+        let h = map(&[("authorization", "Bearer abc"), ("cookie", "a=1; sid=xyz")]);
+        assert_eq!(credential(&h, "sid"), Ok(Some(Credential::Bearer("abc"))));
+        let h = map(&[("authorization", "Basic Zm9v"), ("cookie", "a=1; sid=xyz")]);
+        assert_eq!(credential(&h, "sid"), Ok(Some(Credential::Cookie("xyz"))));
+        let h = map(&[("cookie", "sidx=1")]);
+        assert_eq!(credential(&h, "sid"), Ok(None));
+        let big = format!("Bearer {}", "a".repeat(5000));
+        assert_eq!(
+            credential(&map(&[("authorization", &big)]), "sid"),
+            Err(Oversized)
+        );
+        let big = format!("sid={}", "a".repeat(5000));
+        assert_eq!(credential(&map(&[("cookie", &big)]), "sid"), Err(Oversized));
+    }
+
+    #[test]
+    fn only_our_credentials_are_removed() {
+        let mut h = map(&[
+            ("authorization", "Bearer pc1_abc"),
+            ("cookie", "a=1; sid=xyz; b=2"),
+        ]);
+        remove_credentials(&mut h, "sid");
+        assert!(h.get("authorization").is_none());
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2");
+        let mut h = map(&[
+            ("authorization", "Bearer eyJhbGciOi.jwt.sig"),
+            ("cookie", "sid=xyz"),
+        ]);
+        remove_credentials(&mut h, "sid");
+        assert!(
+            h.get("authorization").is_some(),
+            "an external JWT is the upstream's business"
+        );
+        assert!(h.get("cookie").is_none());
+    }
+
+    #[test]
+    fn rd_encoding() {
+        assert_eq!(encode_component("/a b?x=1&y=/"), "/a%20b%3Fx%3D1%26y%3D/");
+    }
+}

@@ -1,0 +1,283 @@
+//! `Sessions`: the token check, the moka cache and the store, in that order, plus revocation.
+//!
+//! - A token is verified (tag) before anything else: forgeries cost no cache or store work.
+//! - Cache entries are keyed by session id. A live entry lives at most `cache.ttl` and never
+//!   past its session's end; an unknown or dead id is cached as absent for `cache.negative_ttl`.
+//!   Concurrent misses for one id make one store lookup (moka's `try_get_with`).
+//! - The token's secret hash is compared with the stored one in constant time, so a cached
+//!   entry is only ever usable with the current token.
+//! - Revocation removes the entry locally at once and, with redis, is published so every
+//!   instance drops it; after a reconnect an instance forgets its whole cache (messages may
+//!   have been lost), so nothing revoked outlives `cache.ttl`.
+//! - Store errors are never cached: the caller answers 503, and the next request tries again.
+
+use super::store::{Store, StoreError};
+use super::token::{self, SessionId, TokenKeys};
+use super::{Session, State, User, now};
+use http::HeaderValue;
+use moka::Expiry;
+use moka::future::Cache;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A session as the proxy path uses it: the record, its secret hash in bytes, and the identity
+/// header values made once when it entered the cache.
+#[derive(Debug)]
+pub struct Live {
+    pub session: Session,
+    secret_hash: [u8; 32],
+    /// user, user id, user uuid, roles, session id, session expiry — in that order.
+    pub header_values: [HeaderValue; 6],
+}
+
+impl Live {
+    fn new(session: Session) -> Option<Live> {
+        let secret_hash = parse_hash(&session.secret_hash)?;
+        let user = session.user.as_ref();
+        let value = |s: String| HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""));
+        let header_values = [
+            value(user.map(|u| u.username.clone()).unwrap_or_default()),
+            value(user.map(|u| u.id.to_string()).unwrap_or_default()),
+            value(user.map(|u| u.uuid.clone()).unwrap_or_default()),
+            value(user.map(|u| u.roles.join(",")).unwrap_or_default()),
+            value(session.id.clone()),
+            value(session.ends_at().to_string()),
+        ];
+        Some(Live {
+            session,
+            secret_hash,
+            header_values,
+        })
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        self.session.user.as_ref()
+    }
+}
+
+fn parse_hash(hex: &str) -> Option<[u8; 32]> {
+    let a = token::parse_id(hex.get(..32)?)?;
+    let b = token::parse_id(hex.get(32..)?)?;
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(&a);
+    out[16..].copy_from_slice(&b);
+    Some(out)
+}
+
+type Entry = Option<Arc<Live>>;
+
+struct Lifetimes {
+    ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl Lifetimes {
+    fn of(&self, entry: &Entry) -> Duration {
+        match entry {
+            None => self.negative_ttl,
+            Some(live) => {
+                let left = live.session.ends_at().saturating_sub(now());
+                self.ttl.min(Duration::from_secs(left))
+            }
+        }
+    }
+}
+
+impl Expiry<SessionId, Entry> for Lifetimes {
+    fn expire_after_create(&self, _: &SessionId, value: &Entry, _: Instant) -> Option<Duration> {
+        Some(self.of(value))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &SessionId,
+        value: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.of(value))
+    }
+}
+
+pub struct CacheSettings {
+    pub max_entries: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+/// What authenticating a presented token found.
+pub enum Found {
+    /// An active session; its token is the current one.
+    Active(Arc<Live>),
+    /// A live pending session (store protocol: waiting for a browser login).
+    Pending(Arc<Live>),
+    /// Not minted here, unknown, revoked, ended, or not the current token.
+    Nothing,
+}
+
+pub struct Sessions {
+    pub store: Store,
+    keys: TokenKeys,
+    cache: Cache<SessionId, Entry>,
+    store_lookups: AtomicU64,
+    revocations_published: AtomicU64,
+}
+
+impl Sessions {
+    pub fn new(store: Store, keys: TokenKeys, settings: CacheSettings) -> Sessions {
+        let cache = Cache::builder()
+            .max_capacity(settings.max_entries)
+            .expire_after(Lifetimes {
+                ttl: settings.ttl,
+                negative_ttl: settings.negative_ttl,
+            })
+            .build();
+        Sessions {
+            store,
+            keys,
+            cache,
+            store_lookups: AtomicU64::new(0),
+            revocations_published: AtomicU64::new(0),
+        }
+    }
+
+    /// How many store lookups the proxy path has made (tests and metrics).
+    pub fn store_lookups(&self) -> u64 {
+        self.store_lookups.load(Ordering::Relaxed)
+    }
+
+    pub fn revocations_published(&self) -> u64 {
+        self.revocations_published.load(Ordering::Relaxed)
+    }
+
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
+    }
+
+    /// Checks a presented token: tag, then cache, then store.
+    pub async fn authenticate(&self, presented: &str) -> Result<Found, StoreError> {
+        let Some(v) = self.keys.verify(presented) else {
+            return Ok(Found::Nothing);
+        };
+        let entry = self
+            .cache
+            .try_get_with(v.id, async {
+                self.store_lookups.fetch_add(1, Ordering::Relaxed);
+                let id = token::id_hex(&v.id);
+                Ok::<_, StoreError>(self.store.get(&id).await?.and_then(Live::new).map(Arc::new))
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        let Some(live) = entry else {
+            return Ok(Found::Nothing);
+        };
+        if !token::same_hash(&live.secret_hash, &v.secret_hash) {
+            return Ok(Found::Nothing);
+        }
+        let now = now();
+        Ok(if live.session.is_active(now) {
+            Found::Active(live)
+        } else if live.session.state == State::Pending && live.session.is_live(now) {
+            Found::Pending(live)
+        } else {
+            Found::Nothing
+        })
+    }
+
+    /// Creates an active session for `user`, lasting `ttl`; returns its token and record.
+    pub async fn create_active(&self, user: &User, ttl: Duration) -> Result<(String, Session), CreateError> {
+        let minted = self.keys.mint().map_err(|e| CreateError::Token(e.to_string()))?;
+        let now = now();
+        let session = Session {
+            id: token::id_hex(&minted.id),
+            secret_hash: token::hex(&minted.secret_hash),
+            state: State::Active,
+            user: Some(user.clone()),
+            device_uuid: None,
+            created: now,
+            last_used: now,
+            expires: now.saturating_add(ttl.as_secs()),
+            idle_ttl: None,
+            ip: None,
+            user_agent: None,
+            extra: Default::default(),
+        };
+        self.store.put(&session).await.map_err(CreateError::Store)?;
+        // A negative entry for this id (impossible in practice: ids are random) must not linger.
+        self.cache.invalidate(&minted.id).await;
+        Ok((minted.token, session))
+    }
+
+    /// Ends a session everywhere: store, this cache, and (redis) every other instance's cache.
+    pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
+        let removed = self.store.delete(id).await?.is_some();
+        self.forget(id).await;
+        self.publish(id).await;
+        Ok(removed)
+    }
+
+    /// Ends every session of a user; returns their ids.
+    pub async fn revoke_user(&self, username: &str) -> Result<Vec<String>, StoreError> {
+        let ids = self.store.delete_user(username).await?;
+        for id in &ids {
+            self.forget(id).await;
+            self.publish(id).await;
+        }
+        Ok(ids)
+    }
+
+    async fn publish(&self, id: &str) {
+        if let Store::Redis(r) = &self.store {
+            match r.publish_revocation(id).await {
+                Ok(()) => {
+                    self.revocations_published.fetch_add(1, Ordering::Relaxed);
+                }
+                // Other instances still drop it within cache.ttl.
+                Err(e) => tracing::warn!(session = id, error = %e, "could not publish a revocation"),
+            }
+        }
+    }
+
+    /// Drops one session from this instance's cache.
+    pub async fn forget(&self, id: &str) {
+        if let Some(key) = token::parse_id(id) {
+            self.cache.invalidate(&key).await;
+        }
+    }
+
+    /// Drops every cached session on this instance.
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Applies revocations arriving from other instances until the channel closes.
+    pub async fn follow(&self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Revocation>) {
+        while let Some(r) = rx.recv().await {
+            match r {
+                Revocation::One(id) => self.forget(&id).await,
+                Revocation::All => self.forget_all(),
+            }
+        }
+    }
+}
+
+/// A revocation heard from another instance.
+#[derive(Debug)]
+pub enum Revocation {
+    One(String),
+    /// The subscription was interrupted: forget everything.
+    All,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("cannot mint a token: {0}")]
+    Token(String),
+    #[error(transparent)]
+    Store(StoreError),
+}

@@ -1,0 +1,97 @@
+//! The `memory` store: a map behind a mutex. For tests and single-process experiments; every
+//! session is lost on restart.
+
+use super::Session;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<String, Session>,
+    by_user: HashMap<String, BTreeSet<String>>,
+}
+
+impl Inner {
+    fn unlink(&mut self, s: &Session) {
+        if let Some(u) = &s.user
+            && let Some(set) = self.by_user.get_mut(&u.username)
+        {
+            set.remove(&s.id);
+            if set.is_empty() {
+                self.by_user.remove(&u.username);
+            }
+        }
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than refusing service would, so a poisoned lock is used as is.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, id: &str) -> Option<Session> {
+        let now = super::now();
+        self.lock().sessions.get(id).filter(|s| s.is_live(now)).cloned()
+    }
+
+    pub fn put(&self, session: &Session) {
+        let mut inner = self.lock();
+        if let Some(old) = inner.sessions.insert(session.id.clone(), session.clone()) {
+            inner.unlink(&old);
+        }
+        if let Some(u) = &session.user {
+            inner
+                .by_user
+                .entry(u.username.clone())
+                .or_default()
+                .insert(session.id.clone());
+        }
+    }
+
+    pub fn delete(&self, id: &str) -> Option<Session> {
+        let mut inner = self.lock();
+        let old = inner.sessions.remove(id)?;
+        inner.unlink(&old);
+        Some(old)
+    }
+
+    pub fn list_user(&self, username: &str) -> Vec<Session> {
+        let now = super::now();
+        let inner = self.lock();
+        inner
+            .by_user
+            .get(username)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.sessions.get(id))
+            .filter(|s| s.is_live(now))
+            .cloned()
+            .collect()
+    }
+
+    pub fn sweep(&self, now: u64) -> usize {
+        let mut inner = self.lock();
+        let dead: Vec<Session> = inner
+            .sessions
+            .values()
+            .filter(|s| !s.is_live(now))
+            .cloned()
+            .collect();
+        for s in &dead {
+            inner.sessions.remove(&s.id);
+            inner.unlink(s);
+        }
+        dead.len()
+    }
+}

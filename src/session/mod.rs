@@ -1,0 +1,86 @@
+//! Sessions: the model (`Session`, `User`), the token format (`token`), the stores behind one
+//! enum (`store`: memory, embedded, redis) and the cache in front of them (`cache`).
+
+pub mod cache;
+pub mod embedded;
+pub mod memory;
+pub mod redis;
+pub mod service;
+pub mod store;
+pub mod token;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A user as sessions carry it (and as upstreams receive it in headers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: u64,
+    pub username: String,
+    pub uuid: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Created without credentials; waits for a browser login (SPEC §2.1).
+    Pending,
+    Active,
+}
+
+/// A server-side session, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// 32 hex digits; not a secret (logged, injected as X-Auth-Session-Id).
+    pub id: String,
+    /// SHA-256 of the current token's secret, hex.
+    pub secret_hash: String,
+    pub state: State,
+    /// `None` while pending.
+    pub user: Option<User>,
+    #[serde(default)]
+    pub device_uuid: Option<String>,
+    pub created: u64,
+    pub last_used: u64,
+    /// Absolute end, unix seconds.
+    pub expires: u64,
+    /// With an idle limit, the session ends this many seconds after `last_used`.
+    #[serde(default)]
+    pub idle_ttl: Option<u64>,
+    #[serde(default)]
+    pub ip: Option<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Room for attributes an operator or a later feature attaches.
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Session {
+    /// When the session ends: the absolute expiry, or earlier by the idle limit.
+    pub fn ends_at(&self) -> u64 {
+        match self.idle_ttl {
+            Some(idle) => self.expires.min(self.last_used.saturating_add(idle)),
+            None => self.expires,
+        }
+    }
+
+    pub fn is_live(&self, now: u64) -> bool {
+        now < self.ends_at()
+    }
+
+    /// Live and logged in.
+    pub fn is_active(&self, now: u64) -> bool {
+        self.state == State::Active && self.user.is_some() && self.is_live(now)
+    }
+}

@@ -1,0 +1,117 @@
+//! The session store: one enum over the three kinds (`memory`, `embedded`, `redis`), so callers
+//! hold a concrete type and every store answers the same operations with the same meaning —
+//! checked by one conformance suite (`tests/store_conformance.rs`) run against all three.
+//!
+//! Meaning shared by every store: `get` never returns a session past its end; `put` inserts or
+//! replaces and keeps the per-user index; deletes return what they removed; expired sessions
+//! are removed eventually (memory/embedded: `sweep`; redis: key expiry).
+
+use super::Session;
+use super::embedded::EmbeddedStore;
+use super::memory::MemoryStore;
+use super::redis::RedisStore;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached now (redis down, disk failing); a retry may work.
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be read back.
+    #[error("session store returned an unreadable record: {0}")]
+    Corrupt(String),
+}
+
+pub enum Store {
+    Memory(MemoryStore),
+    Embedded(EmbeddedStore),
+    Redis(RedisStore),
+}
+
+impl Store {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Embedded(_) => "embedded",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// The live session with this id (32 hex digits), if any.
+    pub async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.get(id)),
+            Store::Embedded(s) => s.get(id).await,
+            Store::Redis(s) => s.get(id).await,
+        }
+    }
+
+    /// Inserts or replaces a session (and its entry in the user's index).
+    pub async fn put(&self, session: &Session) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => {
+                s.put(session);
+                Ok(())
+            }
+            Store::Embedded(s) => s.put(session).await,
+            Store::Redis(s) => s.put(session).await,
+        }
+    }
+
+    /// Removes a session; returns it if it existed.
+    pub async fn delete(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.delete(id)),
+            Store::Embedded(s) => s.delete(id).await,
+            Store::Redis(s) => s.delete(id).await,
+        }
+    }
+
+    /// The user's live sessions.
+    pub async fn list_user(&self, username: &str) -> Result<Vec<Session>, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.list_user(username)),
+            Store::Embedded(s) => s.list_user(username).await,
+            Store::Redis(s) => s.list_user(username).await,
+        }
+    }
+
+    /// Removes every session of the user; returns their ids.
+    pub async fn delete_user(&self, username: &str) -> Result<Vec<String>, StoreError> {
+        let sessions = self.list_user(username).await?;
+        let mut removed = Vec::with_capacity(sessions.len());
+        for s in sessions {
+            if self.delete(&s.id).await?.is_some() {
+                removed.push(s.id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Embedded(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+
+    /// Removes sessions that ended before `now`; returns how many (redis: keys expire by
+    /// themselves, 0).
+    pub async fn sweep(&self, now: u64) -> Result<usize, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.sweep(now)),
+            Store::Embedded(s) => s.sweep(now).await,
+            Store::Redis(_) => Ok(0),
+        }
+    }
+}
+
+/// Encodes a session for stores that keep bytes.
+pub fn encode(session: &Session) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Session, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

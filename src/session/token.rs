@@ -1,0 +1,238 @@
+//! Session tokens. Security rules:
+//! - A token is `pc1_` + base64url(session id 16 B ‖ secret 32 B ‖ tag 16 B): 256 secret bits
+//!   from the OS CSPRNG, and a tag = HMAC-SHA256(key, "pc1" ‖ id ‖ secret) truncated to 128 bits.
+//! - `verify` checks length, prefix, encoding and tag (constant time, every configured key, so a
+//!   previous key keeps working during rotation) before anything else: a token this gateway did
+//!   not mint never causes a store lookup.
+//! - The store keeps SHA-256(secret), never the token; the session id is not a secret (it is
+//!   logged and injected) and cannot be turned into a token without the secret.
+//! - Extraction never panics and never allocates for hostile input beyond the fixed-size parse.
+
+use aws_lc_rs::{constant_time, digest, hmac, rand as lc_rand};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub const PREFIX: &str = "pc1_";
+const RAW_LEN: usize = 16 + 32 + 16;
+/// Length of every token this gateway mints.
+pub const TOKEN_LEN: usize = PREFIX.len() + 86;
+/// The most credential bytes ever looked at (SPEC §1.4).
+pub const MAX_CREDENTIAL_LEN: usize = 4096;
+
+/// A session id: 16 random bytes, shown as 32 hex digits.
+pub type SessionId = [u8; 16];
+
+pub fn id_hex(id: &SessionId) -> String {
+    hex(id)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Parses 32 hex digits into a session id.
+pub fn parse_id(text: &str) -> Option<SessionId> {
+    if text.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// What a verified token yields: the session id and the hash the store must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub id: SessionId,
+    pub secret_hash: [u8; 32],
+}
+
+/// A freshly minted token and what the store keeps of it.
+pub struct Minted {
+    pub token: String,
+    pub id: SessionId,
+    pub secret_hash: [u8; 32],
+}
+
+/// The tagging keys: the first tags new tokens, all are accepted.
+#[derive(Clone)]
+pub struct TokenKeys {
+    keys: Vec<hmac::Key>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenKeys({} keys)", self.keys.len())
+    }
+}
+
+/// Fills `buf` from the OS CSPRNG.
+pub fn random_bytes(buf: &mut [u8]) -> Result<(), TokenError> {
+    lc_rand::fill(buf).map_err(|_| TokenError::Random)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the system random number generator failed")]
+    Random,
+}
+
+impl TokenKeys {
+    /// Keys from secrets (each at least 32 bytes; checked by the config).
+    pub fn new<S: AsRef<[u8]>>(secrets: &[S]) -> TokenKeys {
+        TokenKeys {
+            keys: secrets
+                .iter()
+                .map(|s| hmac::Key::new(hmac::HMAC_SHA256, s.as_ref()))
+                .collect(),
+        }
+    }
+
+    fn tag(key: &hmac::Key, id: &[u8], secret: &[u8]) -> [u8; 16] {
+        let mut ctx = hmac::Context::with_key(key);
+        ctx.update(b"pc1");
+        ctx.update(id);
+        ctx.update(secret);
+        let full = ctx.sign();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full.as_ref()[..16]);
+        out
+    }
+
+    /// A new token for a new session id.
+    pub fn mint(&self) -> Result<Minted, TokenError> {
+        let mut id = [0u8; 16];
+        random_bytes(&mut id)?;
+        self.mint_for(id)
+    }
+
+    /// A new token (new secret) for an existing session id: renewing rotates the secret.
+    pub fn mint_for(&self, id: SessionId) -> Result<Minted, TokenError> {
+        let Some(key) = self.keys.first() else {
+            return Err(TokenError::Random);
+        };
+        let mut secret = [0u8; 32];
+        random_bytes(&mut secret)?;
+        let tag = Self::tag(key, &id, &secret);
+        let mut raw = [0u8; RAW_LEN];
+        raw[..16].copy_from_slice(&id);
+        raw[16..48].copy_from_slice(&secret);
+        raw[48..].copy_from_slice(&tag);
+        let mut token = String::with_capacity(TOKEN_LEN);
+        token.push_str(PREFIX);
+        URL_SAFE_NO_PAD.encode_string(raw, &mut token);
+        Ok(Minted {
+            token,
+            id,
+            secret_hash: secret_hash(&secret),
+        })
+    }
+
+    /// Checks a presented token without any store lookup.
+    pub fn verify(&self, token: &str) -> Option<Verified> {
+        if token.len() != TOKEN_LEN || !token.starts_with(PREFIX) {
+            return None;
+        }
+        let mut raw = [0u8; RAW_LEN + 2];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(&token.as_bytes()[PREFIX.len()..], &mut raw)
+            .ok()?;
+        if n != RAW_LEN {
+            return None;
+        }
+        let (id, rest) = raw[..RAW_LEN].split_at(16);
+        let (secret, tag) = rest.split_at(32);
+        let genuine = self
+            .keys
+            .iter()
+            .any(|k| constant_time::verify_slices_are_equal(&Self::tag(k, id, secret), tag).is_ok());
+        if !genuine {
+            return None;
+        }
+        let mut session_id = [0u8; 16];
+        session_id.copy_from_slice(id);
+        Some(Verified {
+            id: session_id,
+            secret_hash: secret_hash(secret),
+        })
+    }
+}
+
+fn secret_hash(secret: &[u8]) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, secret);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Constant-time equality of two secret hashes.
+pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_verify_and_forgeries_do_not() {
+        let keys = TokenKeys::new(&[b"k1-0123456789abcdef0123456789abcdef".as_slice()]);
+        let m = keys.mint().unwrap();
+        assert_eq!(m.token.len(), TOKEN_LEN);
+        assert!(m.token.starts_with("pc1_"));
+        let v = keys.verify(&m.token).unwrap();
+        assert_eq!(v.id, m.id);
+        assert_eq!(v.secret_hash, m.secret_hash);
+
+        // Flip one character of the secret: the tag no longer matches.
+        let mut forged = m.token.clone().into_bytes();
+        forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
+        assert!(keys.verify(std::str::from_utf8(&forged).unwrap()).is_none());
+        for junk in [
+            "",
+            "pc1_",
+            "Bearer",
+            &"a".repeat(TOKEN_LEN),
+            &"pc1_".repeat(40),
+            "pc1_!!!!",
+        ] {
+            assert!(keys.verify(junk).is_none(), "{junk}");
+        }
+        let other = TokenKeys::new(&[b"k2-0123456789abcdef0123456789abcdef".as_slice()]);
+        assert!(other.verify(&m.token).is_none(), "another gateway's token");
+    }
+
+    #[test]
+    fn rotation_accepts_the_previous_key() {
+        let old = TokenKeys::new(&[b"old-0123456789abcdef0123456789abcdef".as_slice()]);
+        let token = old.mint().unwrap().token;
+        let rotated = TokenKeys::new(&[
+            b"new-0123456789abcdef0123456789abcdef".as_slice(),
+            b"old-0123456789abcdef0123456789abcdef".as_slice(),
+        ]);
+        assert!(rotated.verify(&token).is_some());
+        let fresh = rotated.mint().unwrap().token;
+        assert!(
+            old.verify(&fresh).is_none(),
+            "new tokens are tagged with the first key"
+        );
+    }
+
+    #[test]
+    fn ids_round_trip() {
+        let id = [0xab; 16];
+        assert_eq!(parse_id(&id_hex(&id)), Some(id));
+        assert_eq!(parse_id("zz"), None);
+        assert_eq!(parse_id(&"g".repeat(32)), None);
+    }
+}
