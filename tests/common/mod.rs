@@ -212,3 +212,46 @@ pub fn get(path: &str) -> Request<Full<Bytes>> {
         .body(Full::new(Bytes::new()))
         .unwrap()
 }
+
+/// Two users for session tests: alice (admin) and bob (no roles).
+pub const USERS: &str = r#"
+[[users]]
+username = "alice"
+user_id = 1
+user_uuid = "11111111-1111-4111-8111-111111111111"
+roles = ["admin", "dev"]
+[[users]]
+username = "bob"
+user_id = 2
+user_uuid = "22222222-2222-4222-8222-222222222222"
+"#;
+
+/// Mints `count` active sessions for `user` through the admin API.
+pub async fn mint(admin: SocketAddr, user: &str, count: u32) -> Vec<String> {
+    let body = format!(r#"{{"username":"{user}","count":{count}}}"#);
+    let req = format!(
+        "POST /admin/sessions HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer test-admin-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = raw(admin, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), 201, "{resp}");
+    json_of(&resp)["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// An admin request with the test token; returns the raw answer.
+pub async fn admin_call(admin: SocketAddr, method: &str, path: &str) -> String {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer test-admin-token-0123456789\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    raw(admin, req.as_bytes()).await
+}
+
+/// A GET with a bearer token over plain HTTP; returns the raw answer.
+pub async fn get_with_token(addr: SocketAddr, path: &str, token: &str) -> String {
+    get_raw(addr, path, &format!("Authorization: Bearer {token}\r\n")).await
+}
