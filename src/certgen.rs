@@ -13,9 +13,12 @@ pub struct Generated {
     pub ca_key: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// An Ed25519 key for `[assertion]` (X-Auth-Jwt).
+    pub assertion_key: PathBuf,
 }
 
-/// Writes `ca.pem`, `ca-key.pem`, `<name>.pem` (leaf then CA) and `<name>-key.pem` into `out`.
+/// Writes `ca.pem`, `ca-key.pem`, `<name>.pem` (leaf then CA), `<name>-key.pem` and an
+/// Ed25519 `assertion-key.pem` (for `[assertion]`) into `out`.
 pub fn generate(out: &Path, name: &str, hosts: &[String]) -> Result<Generated, String> {
     if hosts.is_empty() {
         return Err("--hosts needs at least one name or IP address".into());
@@ -51,6 +54,7 @@ pub fn generate(out: &Path, name: &str, hosts: &[String]) -> Result<Generated, S
         ca_key: out.join("ca-key.pem"),
         cert: out.join(format!("{name}.pem")),
         key: out.join(format!("{name}-key.pem")),
+        assertion_key: out.join("assertion-key.pem"),
     };
     let write = |path: &Path, text: String| {
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
@@ -59,5 +63,7 @@ pub fn generate(out: &Path, name: &str, hosts: &[String]) -> Result<Generated, S
     write(&files.ca_key, ca.key().serialize_pem())?;
     write(&files.cert, format!("{}{}", leaf.pem(), ca.pem()))?;
     write(&files.key, leaf_key.serialize_pem())?;
+    let assertion = KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(err)?;
+    write(&files.assertion_key, assertion.serialize_pem())?;
     Ok(files)
 }

@@ -1,6 +1,7 @@
 //! The state requests run against: `Shared` (one per process: routes, header names, trusted
 //! proxies) and `Worker` (one per worker thread: that thread's upstream connection pools).
 
+use crate::auth::jwt::{AssertionSigner, Issuer};
 use crate::config::{Config, HeaderNames, RouteConfig};
 use crate::proxy::upstream::{Pool, Upstreams};
 use crate::route::RouteTable;
@@ -48,6 +49,8 @@ pub struct Shared {
     /// The identity header names, stripped from every client request.
     pub identity_headers: Vec<HeaderName>,
     pub cookie_name: String,
+    pub assertion: Option<Arc<AssertionSigner>>,
+    pub jwt_issuers: Arc<Vec<Issuer>>,
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
 }
@@ -60,6 +63,8 @@ impl Shared {
             header_names: config.headers.clone(),
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
+            assertion: config.assertion.clone(),
+            jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             access_log: config.log.access,
         }

@@ -6,6 +6,7 @@
 //! listeners and connections; `config/` the config file; `proxy/` header hygiene and upstreams.
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod body;
 pub mod certgen;

@@ -1,6 +1,7 @@
 //! One request's life through the gateway, phase by phase, in order:
 //!
-//! 1. **route**     — normalize the path (400 on traversal tricks), match host then prefix (404)
+//! 1. **route**     — normalize the path (400 on traversal tricks); the gateway's own endpoints
+//!    (`api`), else match host then prefix (404)
 //! 2. **frame**     — refuse bodies over the route's limit (413); upgrades noted
 //! 3. **sanitize**  — drop hop-by-hop, spoofed identity and untrusted forwarding headers
 //! 4. **authorize** — read the credential (bearer, else cookie), check it (tag, cache, store)
@@ -82,8 +83,11 @@ async fn proxy(
     let (mut parts, body) = req.into_parts();
     let shared = &worker.shared;
 
-    // 1. route
+    // 1. route (the gateway's own endpoints first)
     let path = route::normalize_path(parts.uri.path()).map_err(|e| GatewayError::BadPath(e.message()))?;
+    if let Some(resp) = crate::api::answer(shared, &parts.method, &path) {
+        return Ok(resp);
+    }
     if shared.access_log {
         trace.path = Some(path.to_string());
     }
@@ -129,7 +133,14 @@ async fn proxy(
 
     // 4. authenticate and authorize
     let presented = auth::credential(&parts.headers, &shared.cookie_name);
-    let identity = match auth::decide(&shared.sessions, &route.config.policy, presented).await {
+    let identity = match auth::decide(
+        &shared.sessions,
+        &shared.jwt_issuers,
+        &route.config.policy,
+        presented,
+    )
+    .await
+    {
         Decision::Allow(identity) => identity,
         Decision::Unauthenticated { presented } => {
             return Err(if auth::is_browser_navigation(&parts.method, &parts.headers) {
@@ -144,9 +155,18 @@ async fn proxy(
     };
 
     // 5. inject
-    if let Some(live) = &identity {
-        auth::inject_identity(&mut parts.headers, &shared.header_names, live);
-        trace.session = Some(live.session.id.clone());
+    if let Some(identity) = &identity {
+        auth::inject_identity(&mut parts.headers, &shared.header_names, identity);
+        if let Some(signer) = &shared.assertion
+            && let Some(jwt) = auth::assertion(signer, identity, index, &route.config.name)
+        {
+            parts.headers.insert(shared.header_names.jwt.clone(), jwt);
+        }
+        if shared.access_log
+            && let auth::Identity::Session(live) = identity
+        {
+            trace.session = Some(live.session.id.clone());
+        }
     }
     if !route.config.forward_credentials {
         auth::remove_credentials(&mut parts.headers, &shared.cookie_name);

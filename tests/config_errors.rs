@@ -80,12 +80,73 @@ fn each_bad_config_names_its_key() {
         (format!("{http}[headers]\nuser = \"bad header\"\n{ROUTE}"), "headers.user"),
         (format!("{http}[demo]\nwhoami_listen = \"x\"\n{ROUTE}"), "demo.whoami_listen"),
         (format!("{http}[mystery]\n{ROUTE}"), "unknown field `mystery`"),
+        (format!("{http}[assertion]\nkey = \"nope.pem\"\n{ROUTE}"), "assertion.key: cannot read"),
+        (format!("{http}[assertion]\nkey = \"certs/localhost.pem\"\n{ROUTE}"), "assertion.key"),
+        (format!("{http}[assertion]\nalgorithm = \"HS256\"\nkey = \"certs/assertion-key.pem\"\n{ROUTE}"), "assertion.key: algorithm"),
+        (format!("{http}[assertion]\nkey = \"certs/assertion-key.pem\"\nttl = \"5m\"\n{ROUTE}"), "assertion.ttl: must be at most 60s"),
+        (
+            format!("{http}[[jwt_issuers]]\nissuer = \"i\"\naudiences = [\"a\"]\nalgorithms = [\"none\"]\nkeys = [\"k.pem\"]\n{ROUTE}"),
+            "jwt_issuers[0].algorithms[0]: \"none\" is never accepted",
+        ),
+        (
+            format!("{http}[[jwt_issuers]]\nissuer = \"i\"\naudiences = [\"a\"]\nalgorithms = [\"HS256\"]\nkeys = [\"k.pem\"]\n{ROUTE}"),
+            "jwt_issuers[0].algorithms[0]: HS256 needs a shared secret",
+        ),
+        (
+            format!("{http}[[jwt_issuers]]\nissuer = \"i\"\naudiences = [\"a\"]\nalgorithms = [\"RS256\"]\n{ROUTE}"),
+            "jwt_issuers[0].keys: needs keys",
+        ),
+        (
+            format!("{http}[[jwt_issuers]]\nissuer = \"i\"\naudiences = []\nalgorithms = [\"RS256\"]\n{ROUTE}"),
+            "jwt_issuers[0].audiences",
+        ),
+        (
+            format!("{http}[[jwt_issuers]]\nissuer = \"i\"\naudiences = [\"a\"]\nalgorithms = [\"RS256\"]\nkeys = [\"certs/ca-key.pem\"]\n{ROUTE}"),
+            "jwt_issuers[0].keys",
+        ),
         (format!("{http}{ROUTE}timeout = ["), "invalid TOML"),
     ];
     for (toml, want) in cases {
         let got = error_for(&toml);
         assert!(got.contains(want), "wanted {want:?} in {got:?} for:\n{toml}");
     }
+}
+
+#[test]
+fn es256_assertion_keys_publish_their_public_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let path = dir.path().join("ec.pem");
+    std::fs::write(&path, ec.serialize_pem()).unwrap();
+    let signer = portcullis::auth::jwt::AssertionSigner::load(
+        "ES256",
+        &path,
+        "gw",
+        std::time::Duration::from_secs(30),
+    )
+    .unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&signer.jwks).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert!(jwks["keys"][0].get("d").is_none());
+    // The Ed25519 key given as ES256 is refused with a message, not a panic.
+    let err = portcullis::auth::jwt::AssertionSigner::load(
+        "ES256",
+        &repo_path("certs/assertion-key.pem"),
+        "gw",
+        std::time::Duration::from_secs(30),
+    )
+    .err()
+    .unwrap();
+    assert!(err.contains("not a ES256 private key"), "{err}");
+}
+
+#[test]
+fn jwt_routes_need_an_issuer() {
+    let toml = format!("[server]\nhttp_listen = \"127.0.0.1:0\"\n{ROUTE}")
+        .replace("policy = \"public\"", "policy = \"jwt\"");
+    assert!(
+        error_for(&toml).contains("routes[0].policy: policy = \"jwt\" needs at least one [[jwt_issuers]]")
+    );
 }
 
 #[test]

@@ -8,10 +8,13 @@
 //! - Identity headers are inserted only after the client's copies were stripped
 //!   (`proxy::headers::sanitize_request` runs first).
 
+pub mod jwt;
+
 use crate::config::{HeaderNames, Policy};
 use crate::session::cache::{Found, Live, Sessions};
 use crate::session::token::{MAX_CREDENTIAL_LEN, PREFIX};
 use http::header::{self, HeaderMap, HeaderValue};
+use jwt::{AssertionSigner, Issuer, JwtIdentity};
 use std::sync::Arc;
 
 /// A credential as presented.
@@ -80,10 +83,16 @@ pub fn credential<'a>(
     Ok(cookie(headers, cookie_name)?.map(Credential::Cookie))
 }
 
+/// Who a request is, once proven.
+pub enum Identity {
+    Session(Arc<Live>),
+    Jwt(JwtIdentity),
+}
+
 /// What the route's policy says about this request.
 pub enum Decision {
     /// Forward, with this identity if there is one.
-    Allow(Option<Arc<Live>>),
+    Allow(Option<Identity>),
     /// No (valid) credential: 401, or the login redirect for browsers.
     Unauthenticated { presented: bool },
     /// Authenticated, but the route needs a role the user lacks: 403.
@@ -96,14 +105,18 @@ pub enum Decision {
 /// Applies `policy` to the presented credential.
 pub async fn decide(
     sessions: &Sessions,
+    issuers: &[Issuer],
     policy: &Policy,
     presented: Result<Option<Credential<'_>>, Oversized>,
 ) -> Decision {
     let identity = match presented {
         Err(Oversized) => Err(true),
         Ok(None) => Err(false),
+        Ok(Some(Credential::Bearer(t))) if *policy == Policy::Jwt && !t.starts_with(PREFIX) => {
+            jwt::verify_external(issuers, t).map(Identity::Jwt).ok_or(true)
+        }
         Ok(Some(c)) => match sessions.authenticate(c.token()).await {
-            Ok(Found::Active(live)) => Ok(live),
+            Ok(Found::Active(live)) => Ok(Identity::Session(live)),
             Ok(Found::Pending(_) | Found::Nothing) => Err(true),
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
@@ -117,13 +130,14 @@ pub async fn decide(
     match (policy, identity) {
         (Policy::Public, identity) => Decision::Allow(identity.ok()),
         (_, Err(presented)) => Decision::Unauthenticated { presented },
-        (Policy::Authenticated, Ok(live)) => Decision::Allow(Some(live)),
-        (Policy::Roles(needed), Ok(live)) => {
-            let has = live
-                .user()
-                .is_some_and(|u| u.roles.iter().any(|r| needed.contains(r)));
-            if has {
-                Decision::Allow(Some(live))
+        (Policy::Authenticated | Policy::Jwt, Ok(identity)) => Decision::Allow(Some(identity)),
+        (Policy::Roles(needed), Ok(identity)) => {
+            let roles = match &identity {
+                Identity::Session(live) => live.user().map(|u| u.roles.as_slice()).unwrap_or_default(),
+                Identity::Jwt(j) => j.roles.as_slice(),
+            };
+            if roles.iter().any(|r| needed.contains(r)) {
+                Decision::Allow(Some(identity))
             } else {
                 Decision::Forbidden
             }
@@ -131,15 +145,59 @@ pub async fn decide(
     }
 }
 
-/// Inserts the identity headers for `live` (the client's copies were stripped already).
-pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, live: &Live) {
-    let [user, id, uuid, roles, sid, expires] = &live.header_values;
-    headers.insert(names.user.clone(), user.clone());
-    headers.insert(names.user_id.clone(), id.clone());
-    headers.insert(names.user_uuid.clone(), uuid.clone());
-    headers.insert(names.roles.clone(), roles.clone());
-    headers.insert(names.session_id.clone(), sid.clone());
-    headers.insert(names.session_expires.clone(), expires.clone());
+/// Inserts the identity headers (the client's copies were stripped already). A JWT identity
+/// has no user id or session, so those headers are absent.
+pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, identity: &Identity) {
+    match identity {
+        Identity::Session(live) => {
+            let [user, id, uuid, roles, sid, expires] = &live.header_values;
+            headers.insert(names.user.clone(), user.clone());
+            headers.insert(names.user_id.clone(), id.clone());
+            headers.insert(names.user_uuid.clone(), uuid.clone());
+            headers.insert(names.roles.clone(), roles.clone());
+            headers.insert(names.session_id.clone(), sid.clone());
+            headers.insert(names.session_expires.clone(), expires.clone());
+        }
+        Identity::Jwt(j) => {
+            let mut put = |name: &http::HeaderName, value: &str| {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    headers.insert(name.clone(), v);
+                }
+            };
+            put(&names.user, j.name.as_deref().unwrap_or(&j.subject));
+            put(&names.user_uuid, &j.subject);
+            put(&names.roles, &j.roles.join(","));
+            put(&names.session_expires, &j.expires.to_string());
+        }
+    }
+}
+
+/// The `X-Auth-Jwt` value for this identity on route `route` (index) named `aud`; session
+/// identities reuse an assertion while it has more than half its lifetime left.
+pub fn assertion(
+    signer: &AssertionSigner,
+    identity: &Identity,
+    route: usize,
+    aud: &str,
+) -> Option<HeaderValue> {
+    let now = crate::session::now();
+    match identity {
+        Identity::Session(live) => {
+            let user = live.user()?;
+            live.assertion(route, now, signer.ttl.as_secs() / 2, || {
+                signer.sign(aud, user, &live.session.id, now)
+            })
+        }
+        Identity::Jwt(j) => {
+            let user = crate::session::User {
+                id: 0,
+                username: j.name.clone().unwrap_or_else(|| j.subject.clone()),
+                uuid: j.subject.clone(),
+                roles: j.roles.clone(),
+            };
+            signer.sign(aud, &user, "", now).map(|(_, v)| v)
+        }
+    }
 }
 
 /// Removes the gateway's own credentials: a `pc1_` bearer token and the session cookie.

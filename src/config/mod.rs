@@ -8,6 +8,7 @@ mod units;
 
 pub use units::parse_duration;
 
+use crate::auth::jwt::{self, AssertionSigner, Issuer};
 use crate::tls;
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -61,6 +62,10 @@ pub struct Config {
     /// memory: for this process only). Required with redis.
     pub token_secrets: Vec<Vec<u8>>,
     pub users: Vec<crate::session::User>,
+    /// Signs `X-Auth-Jwt` when configured.
+    pub assertion: Option<Arc<AssertionSigner>>,
+    /// External issuers whose JWTs `policy = "jwt"` routes accept.
+    pub jwt_issuers: Arc<Vec<Issuer>>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -146,6 +151,8 @@ pub enum Policy {
     Authenticated,
     /// An active session whose user has any of these roles.
     Roles(Vec<String>),
+    /// An active session, or a valid JWT from one of the `[[jwt_issuers]]`.
+    Jwt,
 }
 
 #[derive(Clone)]
@@ -437,6 +444,59 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         });
     }
 
+    let assertion = match raw.assertion {
+        None => None,
+        Some(a) => {
+            let ttl = positive("assertion.ttl", &a.ttl)?;
+            if ttl > Duration::from_secs(60) {
+                return Err(ConfigError::new("assertion.ttl", "must be at most 60s"));
+            }
+            let signer = AssertionSigner::load(&a.algorithm, &resolve(base, &a.key), &a.issuer, ttl)
+                .map_err(|e| ConfigError::new("assertion.key", e))?;
+            Some(Arc::new(signer))
+        }
+    };
+    let mut jwt_issuers = Vec::new();
+    for (i, raw_issuer) in raw.jwt_issuers.into_iter().enumerate() {
+        let key = format!("jwt_issuers[{i}]");
+        if raw_issuer.issuer.is_empty() {
+            return Err(ConfigError::new(format!("{key}.issuer"), "must not be empty"));
+        }
+        if raw_issuer.audiences.is_empty() {
+            return Err(ConfigError::new(
+                format!("{key}.audiences"),
+                "at least one audience is needed",
+            ));
+        }
+        if raw_issuer.algorithms.is_empty() {
+            return Err(ConfigError::new(
+                format!("{key}.algorithms"),
+                "list the accepted algorithms, e.g. [\"RS256\"]",
+            ));
+        }
+        let algorithms = raw_issuer
+            .algorithms
+            .iter()
+            .enumerate()
+            .map(|(j, a)| {
+                jwt::algorithm(a).map_err(|e| ConfigError::new(format!("{key}.algorithms[{j}]"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let leeway = duration(&format!("{key}.leeway"), &raw_issuer.leeway)?;
+        let pem_keys: Vec<PathBuf> = raw_issuer.keys.iter().map(|k| resolve(base, k)).collect();
+        let jwks = raw_issuer.jwks_file.as_deref().map(|f| resolve(base, f));
+        let issuer = Issuer::load(
+            &raw_issuer.issuer,
+            &raw_issuer.audiences,
+            &algorithms,
+            &pem_keys,
+            jwks.as_deref(),
+            leeway,
+        )
+        .map_err(|e| ConfigError::new(format!("{key}.keys"), e))?;
+        jwt_issuers.push(issuer);
+    }
+
     if raw.routes.is_empty() {
         return Err(ConfigError::new(
             "routes",
@@ -446,6 +506,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
         let route = route(&format!("routes[{i}]"), r, base)?;
+        if route.policy == Policy::Jwt && jwt_issuers.is_empty() {
+            return Err(ConfigError::new(
+                format!("routes[{i}].policy"),
+                "policy = \"jwt\" needs at least one [[jwt_issuers]] entry",
+            ));
+        }
         if routes.iter().any(|o| o.name == route.name) {
             return Err(ConfigError::new(
                 format!("routes[{i}].name"),
@@ -478,6 +544,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         cookie_name,
         token_secrets,
         users,
+        assertion,
+        jwt_issuers: Arc::new(jwt_issuers),
         routes,
     })
 }
@@ -534,12 +602,7 @@ fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError
             }
             Policy::Roles(r.roles.clone())
         }
-        "jwt" => {
-            return Err(ConfigError::new(
-                format!("{key}.policy"),
-                "policy \"jwt\" (external issuers) is not built yet; use authenticated or roles",
-            ));
-        }
+        "jwt" => Policy::Jwt,
         other => {
             return Err(ConfigError::new(
                 format!("{key}.policy"),

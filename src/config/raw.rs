@@ -29,6 +29,9 @@ pub struct RawConfig {
     pub tokens: RawTokens,
     #[serde(default)]
     pub users: Vec<RawUser>,
+    pub assertion: Option<RawAssertion>,
+    #[serde(default)]
+    pub jwt_issuers: Vec<RawJwtIssuer>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
 }
@@ -101,6 +104,45 @@ impl Default for RawCookie {
 #[serde(deny_unknown_fields, default)]
 pub struct RawTokens {
     pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssertion {
+    #[serde(default = "default_assertion_algorithm")]
+    pub algorithm: String,
+    pub key: String,
+    #[serde(default = "default_assertion_ttl")]
+    pub ttl: String,
+    #[serde(default = "default_assertion_issuer")]
+    pub issuer: String,
+}
+
+fn default_assertion_algorithm() -> String {
+    "EdDSA".into()
+}
+fn default_assertion_ttl() -> String {
+    "60s".into()
+}
+fn default_assertion_issuer() -> String {
+    "portcullis".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtIssuer {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub keys: Vec<String>,
+    pub jwks_file: Option<String>,
+    #[serde(default = "default_leeway")]
+    pub leeway: String,
+}
+
+fn default_leeway() -> String {
+    "30s".into()
 }
 
 #[derive(Debug, Deserialize)]

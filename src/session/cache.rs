@@ -29,6 +29,8 @@ pub struct Live {
     secret_hash: [u8; 32],
     /// user, user id, user uuid, roles, session id, session expiry — in that order.
     pub header_values: [HeaderValue; 6],
+    /// Signed `X-Auth-Jwt` values by route index, with their expiry.
+    assertions: std::sync::Mutex<Vec<(usize, u64, HeaderValue)>>,
 }
 
 impl Live {
@@ -48,7 +50,29 @@ impl Live {
             session,
             secret_hash,
             header_values,
+            assertions: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// The cached assertion for `route` if it has more than `min_left` seconds left, else a
+    /// new one from `sign` (kept for next time).
+    pub fn assertion(
+        &self,
+        route: usize,
+        now: u64,
+        min_left: u64,
+        sign: impl FnOnce() -> Option<(u64, HeaderValue)>,
+    ) -> Option<HeaderValue> {
+        let mut cached = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, exp, v)) = cached.iter().find(|(r, _, _)| *r == route)
+            && exp.saturating_sub(now) > min_left
+        {
+            return Some(v.clone());
+        }
+        let (exp, value) = sign()?;
+        cached.retain(|(r, _, _)| *r != route);
+        cached.push((route, exp, value.clone()));
+        Some(value)
     }
 
     pub fn user(&self) -> Option<&User> {
