@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod body;
 pub mod certgen;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;

@@ -46,6 +46,22 @@ enum Command {
         #[arg(short, long, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
         config: PathBuf,
     },
+    /// Mint active sessions for a configured user through the running gateway's admin API;
+    /// prints one token a line (for load tests and scripts).
+    #[command(
+        after_help = "Example:\n  portcullis mint -c config.example.toml --user alice --count 1000 > tokens.txt"
+    )]
+    Mint {
+        #[arg(short, long, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Session lifetime, e.g. "1h" [default: sessions.ttl]
+        #[arg(long)]
+        ttl: Option<String>,
+    },
     /// Development certificates.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -93,6 +109,23 @@ fn run(command: Command) -> Result<()> {
                 cfg.routes.len(),
                 if cfg.routes.len() == 1 { "" } else { "s" }
             );
+            Ok(())
+        }
+        Command::Mint {
+            config,
+            user,
+            count,
+            ttl,
+        } => {
+            let cfg = Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let tokens = rt.block_on(portcullis::cli::mint(&cfg, &user, count, ttl.as_deref()))?;
+            let mut out = std::io::stdout().lock();
+            for t in tokens {
+                std::io::Write::write_all(&mut out, format!("{t}\n").as_bytes())?;
+            }
             Ok(())
         }
         Command::Cert(CertCommand::Generate { out, hosts, name }) => {

@@ -85,11 +85,11 @@ async fn proxy(
 
     // 1. route (the gateway's own endpoints first)
     let path = route::normalize_path(parts.uri.path()).map_err(|e| GatewayError::BadPath(e.message()))?;
-    if let Some(resp) = crate::api::answer(shared, &parts.method, &path) {
-        return Ok(resp);
-    }
     if shared.access_log {
         trace.path = Some(path.to_string());
+    }
+    if let Some(resp) = crate::api::answer(shared, &parts.method, &path) {
+        return Ok(resp);
     }
     let host_value = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
