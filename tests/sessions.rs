@@ -272,3 +272,35 @@ async fn admin_minting_checks_its_input() {
     assert!(expires <= portcullis::session::now() + 3600);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn concurrent_misses_for_one_session_make_one_store_lookup() {
+    // The embedded store answers on the blocking pool, so every concurrent miss would reach it
+    // if the cache did not make them wait for the first lookup.
+    let (up, _stop) = upstream::whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = base_toml().replace("workers = 1", "workers = 2").replace(
+        "kind = \"memory\"",
+        &format!(
+            "kind = \"embedded\"\npath = \"{}\"",
+            dir.path().join("s.redb").display()
+        ),
+    ) + USERS
+        + &route("app", "/app", &[up], "").replace("policy = \"public\"", "policy = \"authenticated\"");
+    let gw = Gateway::start(&toml);
+    let sessions = gw.running.as_ref().unwrap().sessions.clone();
+    let token = mint(gw.admin, "alice", 1).await.remove(0);
+    let before = sessions.store_lookups();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (addr, t) = (gw.http, token.clone());
+        tasks.push(tokio::spawn(async move {
+            status_of(&get_with_token(addr, "/app/x", &t).await)
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(sessions.store_lookups(), before + 1);
+    gw.stop().await;
+}
