@@ -1,6 +1,7 @@
 //! `ActivityIo`: a socket wrapper that counts reads and writes, so a connection's idle timer can
 //! tell "nothing happened since the last tick" without a clock read per I/O.
 
+use crate::watch::ConnWatch;
 use pin_project_lite::pin_project;
 use std::io;
 use std::pin::Pin;
@@ -13,13 +14,13 @@ pin_project! {
     pub struct ActivityIo<T> {
         #[pin]
         inner: T,
-        activity: Arc<AtomicU64>,
+        watch: Arc<ConnWatch>,
     }
 }
 
 impl<T> ActivityIo<T> {
-    pub fn new(inner: T, activity: Arc<AtomicU64>) -> Self {
-        ActivityIo { inner, activity }
+    pub fn new(inner: T, watch: Arc<ConnWatch>) -> Self {
+        ActivityIo { inner, watch }
     }
 }
 
@@ -34,7 +35,7 @@ impl<T: AsyncRead> AsyncRead for ActivityIo<T> {
         let before = buf.filled().len();
         let res = this.inner.poll_read(cx, buf);
         if buf.filled().len() != before {
-            bump(this.activity);
+            bump(&this.watch.activity);
         }
         res
     }
@@ -45,7 +46,7 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
         let this = self.project();
         let res = this.inner.poll_write(cx, buf);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            bump(this.activity);
+            bump(&this.watch.activity);
         }
         res
     }
@@ -58,7 +59,7 @@ impl<T: AsyncWrite> AsyncWrite for ActivityIo<T> {
         let this = self.project();
         let res = this.inner.poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            bump(this.activity);
+            bump(&this.watch.activity);
         }
         res
     }

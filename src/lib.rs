@@ -21,6 +21,7 @@ pub mod route;
 pub mod server;
 pub mod session;
 pub mod tls;
+pub mod watch;
 pub mod whoami;
 
 use config::Config;

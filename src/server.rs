@@ -7,12 +7,12 @@
 use crate::gateway::{ConnInfo, Shared, Worker};
 use crate::io::ActivityIo;
 use crate::pipeline;
+use crate::watch::{Busy, ConnWatch, Registry};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -79,6 +79,7 @@ pub fn run_worker(
         let tracker = TaskTracker::new();
         let ctx = Arc::new(ConnCtx {
             worker,
+            registry: Registry::default(),
             builder,
             settings: settings.clone(),
             cancel: cancel.clone(),
@@ -99,7 +100,10 @@ pub fn run_worker(
                 Err(e) => tracing::error!(worker = id, error = %e, "cannot use the HTTP listener"),
             }
         }
-        cancel.cancelled().await;
+        // Closes idle connections and, once cancelled, asks every connection to finish.
+        ctx.registry
+            .supervise(settings.idle_timeout, cancel.clone())
+            .await;
         tracker.close();
         if tokio::time::timeout(settings.shutdown_grace, tracker.wait())
             .await
@@ -116,6 +120,7 @@ pub fn run_worker(
 
 struct ConnCtx {
     worker: Arc<Worker>,
+    registry: Registry,
     builder: auto::Builder<TokioExecutor>,
     settings: ConnSettings,
     cancel: CancellationToken,
@@ -176,76 +181,46 @@ async fn accept_loop(
     }
 }
 
-/// What every request on one connection shares: the worker, the peer, and the count of
-/// requests being handled (so the idle timer leaves busy connections alone).
+/// What every request on one connection shares: the worker, the peer, and the connection's
+/// watch (activity and requests in flight, for the idle check).
 struct ConnState {
     worker: Arc<Worker>,
     info: ConnInfo,
-    in_flight: Arc<AtomicUsize>,
-}
-
-/// Counts a request as in flight until it is answered or dropped (an HTTP/2 reset, say).
-struct Busy<'a>(&'a AtomicUsize);
-
-impl<'a> Busy<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Busy<'a> {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Busy(counter)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
+    watch: Arc<ConnWatch>,
 }
 
 async fn serve<IO>(io: IO, conn: ConnInfo, ctx: &ConnCtx)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(AtomicU64::new(0));
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let io = TokioIo::new(ActivityIo::new(io, activity.clone()));
+    let registered = ctx.registry.register(&ctx.cancel);
+    let watch = registered.watch.clone();
+    let io = TokioIo::new(ActivityIo::new(io, watch.clone()));
     let state = Arc::new(ConnState {
         worker: ctx.worker.clone(),
         info: conn,
-        in_flight: in_flight.clone(),
+        watch: watch.clone(),
     });
     let peer = state.info.peer;
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         async move {
-            let _busy = Busy::enter(&state.in_flight);
+            let _busy = Busy::enter(&state.watch);
             Ok::<_, Infallible>(pipeline::handle(&state.worker, req, &state.info).await)
         }
     });
     let connection = ctx.builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
-    let idle = ctx.settings.idle_timeout;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
-    let mut seen = 0;
     let mut closing = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = ctx.cancel.cancelled(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            _ = ticks.tick(), if !closing => {
-                let now = activity.load(Ordering::Relaxed);
-                if now == seen && in_flight.load(Ordering::Relaxed) == 0 {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-                seen = now;
-            }
+    let result = std::future::poll_fn(|cx| {
+        if !closing && watch.should_close(cx.waker()) {
+            closing = true;
+            connection.as_mut().graceful_shutdown();
         }
+        connection.as_mut().poll(cx)
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }

@@ -334,7 +334,8 @@ async fn attempt(
             },
         }
     }
-    let mut sender = match upstreams.connect(i).await {
+    // Boxed: dialing (TCP, TLS) is a large future and the rare path.
+    let mut sender = match Box::pin(upstreams.connect(i)).await {
         Ok(s) => s,
         Err(why) => {
             tracing::warn!(upstream = %label, error = %why, "upstream connect failed");

@@ -138,8 +138,29 @@ impl TokenKeys {
         })
     }
 
-    /// Checks a presented token without any store lookup.
+    /// Checks a presented token completely (shape and tag) without any store lookup.
     pub fn verify(&self, token: &str) -> Option<Verified> {
+        let parsed = Parsed::new(token)?;
+        self.genuine(&parsed).then(|| parsed.verified())
+    }
+
+    /// Whether the tag of a parsed token was made with one of our keys.
+    pub fn genuine(&self, parsed: &Parsed) -> bool {
+        let (id, secret, tag) = parsed.parts();
+        self.keys
+            .iter()
+            .any(|k| constant_time::verify_slices_are_equal(&Self::tag(k, id, secret), tag).is_ok())
+    }
+}
+
+/// A token split into its parts, tag not yet checked.
+pub struct Parsed {
+    raw: [u8; RAW_LEN + 2],
+}
+
+impl Parsed {
+    /// Shape only: prefix, length, base64url.
+    pub fn new(token: &str) -> Option<Parsed> {
         if token.len() != TOKEN_LEN || !token.starts_with(PREFIX) {
             return None;
         }
@@ -147,24 +168,31 @@ impl TokenKeys {
         let n = URL_SAFE_NO_PAD
             .decode_slice(&token.as_bytes()[PREFIX.len()..], &mut raw)
             .ok()?;
-        if n != RAW_LEN {
-            return None;
-        }
-        let (id, rest) = raw[..RAW_LEN].split_at(16);
+        (n == RAW_LEN).then_some(Parsed { raw })
+    }
+
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        let (id, rest) = self.raw[..RAW_LEN].split_at(16);
         let (secret, tag) = rest.split_at(32);
-        let genuine = self
-            .keys
-            .iter()
-            .any(|k| constant_time::verify_slices_are_equal(&Self::tag(k, id, secret), tag).is_ok());
-        if !genuine {
-            return None;
+        (id, secret, tag)
+    }
+
+    pub fn id(&self) -> SessionId {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&self.raw[..16]);
+        id
+    }
+
+    /// SHA-256 of the secret, to compare with the stored one.
+    pub fn secret_hash(&self) -> [u8; 32] {
+        secret_hash(self.parts().1)
+    }
+
+    pub fn verified(&self) -> Verified {
+        Verified {
+            id: self.id(),
+            secret_hash: self.secret_hash(),
         }
-        let mut session_id = [0u8; 16];
-        session_id.copy_from_slice(id);
-        Some(Verified {
-            id: session_id,
-            secret_hash: secret_hash(secret),
-        })
     }
 }
 
