@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# End-to-end comparison: nginx as a plain reverse proxy vs portcullis authenticating every
+# request, same upstream (a separate nginx), same load tool, alternating A B A B.
+# Installs nothing: it says which Debian packages it needs. Loopback only, bounded in time.
+#   benches/e2e.sh            # full run (~3 minutes)
+#   DURATION=3 benches/e2e.sh # shorter runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+missing=()
+for tool in nginx:nginx-light wrk:wrk h2load:nghttp2-client python3:python3 curl:curl; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "benches/e2e.sh needs: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+cargo build --release --quiet
+exec python3 benches/e2e.py "$@"
