@@ -53,7 +53,7 @@ fn cache_hit(c: &mut Criterion) {
         roles: vec!["admin".into()],
     };
     let token = rt
-        .block_on(sessions.create_active(&user, Duration::from_secs(3600)))
+        .block_on(sessions.create_active(&user, Duration::from_secs(3600), Default::default()))
         .unwrap()
         .0;
     assert!(matches!(

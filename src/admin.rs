@@ -10,7 +10,7 @@
 use crate::body::ProxyBody;
 use crate::config::{Config, parse_duration};
 use crate::error::{json_error, json_response};
-use crate::session::cache::Sessions;
+use crate::session::cache::{Meta, Sessions};
 use crate::session::{Session, User};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -213,7 +213,7 @@ impl Admin {
         };
         let mut tokens = Vec::with_capacity(m.count as usize);
         for _ in 0..m.count {
-            match self.sessions.create_active(user, ttl).await {
+            match self.sessions.create_active(user, ttl, Meta::default()).await {
                 Ok((token, _)) => tokens.push(token),
                 Err(e) => return store_down(e),
             }

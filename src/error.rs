@@ -22,6 +22,8 @@ pub enum GatewayError {
     LoginRedirect(String),
     #[error("your session does not have a role this route requires")]
     Forbidden,
+    #[error("a cookie-authenticated change from another site is refused")]
+    CrossSite,
     #[error("the session store cannot be reached; try again shortly")]
     StoreUnavailable,
     #[error("the upstream did not answer in time")]
@@ -37,7 +39,7 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             GatewayError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             GatewayError::LoginRedirect(_) => StatusCode::FOUND,
-            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden | GatewayError::CrossSite => StatusCode::FORBIDDEN,
             GatewayError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -53,6 +55,7 @@ impl GatewayError {
             GatewayError::Unauthenticated { presented: false } => "unauthorized",
             GatewayError::LoginRedirect(_) => "login_required",
             GatewayError::Forbidden => "forbidden",
+            GatewayError::CrossSite => "cross_site_request",
             GatewayError::StoreUnavailable => "session_store_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
         }

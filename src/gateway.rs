@@ -49,6 +49,7 @@ pub struct Shared {
     /// The identity header names, stripped from every client request.
     pub identity_headers: Vec<HeaderName>,
     pub cookie_name: String,
+    pub api: crate::api::Api,
     pub assertion: Option<Arc<AssertionSigner>>,
     pub jwt_issuers: Arc<Vec<Issuer>>,
     pub trusted_proxies: Vec<IpNet>,
@@ -56,18 +57,19 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: &Config, sessions: Arc<Sessions>) -> Shared {
-        Shared {
+    pub fn new(config: &Config, sessions: Arc<Sessions>) -> Result<Shared, String> {
+        Ok(Shared {
             routes: Arc::new(Routes::new(&config.routes)),
             sessions,
             header_names: config.headers.clone(),
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
+            api: crate::api::Api::new(config)?,
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             access_log: config.log.access,
-        }
+        })
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {

@@ -127,7 +127,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let cancel = CancellationToken::new();
     let (sessions, sessions_thread) =
         session::service::start(config, cancel.clone()).map_err(StartError::Store)?;
-    let shared = Arc::new(gateway::Shared::new(config, sessions.clone()));
+    let shared = Arc::new(gateway::Shared::new(config, sessions.clone()).map_err(StartError::Store)?);
     let settings = ConnSettings {
         header_read_timeout: config.server.header_read_timeout,
         idle_timeout: config.server.idle_timeout,

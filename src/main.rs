@@ -62,6 +62,12 @@ enum Command {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// Read a password on stdin (one line) and print its argon2id hash for [[users]] password_hash.
+    #[command(
+        name = "hash-password",
+        after_help = "Example:\n  printf '%s' 'correct horse battery staple' | portcullis hash-password"
+    )]
+    HashPassword,
     /// Development certificates.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -126,6 +132,23 @@ fn run(command: Command) -> Result<()> {
             for t in tokens {
                 std::io::Write::write_all(&mut out, format!("{t}\n").as_bytes())?;
             }
+            Ok(())
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            // The line as typed, without the newline that ends it.
+            let password = line
+                .strip_suffix('\n')
+                .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                .unwrap_or(&line);
+            if password.is_empty() {
+                anyhow::bail!("no password on stdin");
+            }
+            println!(
+                "{}",
+                portcullis::auth::password::hash(password).map_err(anyhow::Error::msg)?
+            );
             Ok(())
         }
         Command::Cert(CertCommand::Generate { out, hosts, name }) => {

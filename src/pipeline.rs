@@ -88,8 +88,10 @@ async fn proxy(
     if shared.access_log {
         trace.path = Some(path.to_string());
     }
-    if let Some(resp) = crate::api::answer(shared, &parts.method, &path) {
-        return Ok(resp);
+    if crate::api::owns(shared, &path) {
+        let path = path.into_owned();
+        let req = Request::from_parts(parts, body);
+        return Ok(Box::pin(crate::api::answer(shared, conn, &path, req)).await);
     }
     let host_value = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -132,7 +134,9 @@ async fn proxy(
     headers::sanitize_request(&mut parts.headers, &shared.identity_headers, trusted);
 
     // 4. authenticate and authorize
-    let presented = auth::credential(&parts.headers, &shared.cookie_name);
+    let cookie_name = crate::api::cookie_name(shared, conn);
+    let presented = auth::credential(&parts.headers, cookie_name);
+    let by_cookie = matches!(presented, Ok(Some(auth::Credential::Cookie(_))));
     // Sub-futures are boxed: inline, they made this future ~6 KB, copied on every request.
     let decision = Box::pin(auth::decide(
         &shared.sessions,
@@ -153,6 +157,14 @@ async fn proxy(
         Decision::Forbidden => return Err(GatewayError::Forbidden),
         Decision::StoreUnavailable => return Err(GatewayError::StoreUnavailable),
     };
+    // A cookie rides along on cross-site requests: unsafe methods from another site are refused.
+    if by_cookie
+        && identity.is_some()
+        && !parts.method.is_safe()
+        && crate::api::cross_site(&parts.headers, host_value.as_ref().and_then(|v| v.to_str().ok()))
+    {
+        return Err(GatewayError::CrossSite);
+    }
 
     // 5. inject (room for what is added, so the map grows once at most)
     parts.headers.reserve(12);
@@ -170,7 +182,7 @@ async fn proxy(
         }
     }
     if !route.config.forward_credentials {
-        auth::remove_credentials(&mut parts.headers, &shared.cookie_name);
+        auth::remove_credentials(&mut parts.headers, cookie_name);
     }
     let proto = if conn.tls { "https" } else { "http" };
     headers::add_forwarding(

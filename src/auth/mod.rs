@@ -9,6 +9,8 @@
 //!   (`proxy::headers::sanitize_request` runs first).
 
 pub mod jwt;
+pub mod password;
+pub mod ratelimit;
 
 use crate::config::{HeaderNames, Policy};
 use crate::session::cache::{Found, Live, Sessions};

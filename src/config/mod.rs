@@ -62,6 +62,9 @@ pub struct Config {
     /// memory: for this process only). Required with redis.
     pub token_secrets: Vec<Vec<u8>>,
     pub users: Vec<crate::session::User>,
+    /// argon2id hashes by username, for users that can log in with a password.
+    pub password_hashes: std::collections::HashMap<String, String>,
+    pub login: LoginConfig,
     /// Signs `X-Auth-Jwt` when configured.
     pub assertion: Option<Arc<AssertionSigner>>,
     /// External issuers whose JWTs `policy = "jwt"` routes accept.
@@ -81,6 +84,14 @@ pub struct CacheConfig {
     pub max_entries: u64,
     pub ttl: Duration,
     pub negative_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoginConfig {
+    /// Attempts per `window` per username, and per client address.
+    pub per_user: u32,
+    pub per_address: u32,
+    pub window: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -393,6 +404,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         token_secrets.push(secret.into_bytes());
     }
     let mut users: Vec<crate::session::User> = Vec::with_capacity(raw.users.len());
+    let mut password_hashes = std::collections::HashMap::new();
     for (i, u) in raw.users.into_iter().enumerate() {
         let key = format!("users[{i}]");
         let name_ok = !u.username.is_empty()
@@ -435,7 +447,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                 ));
             }
         }
-        let _ = u.password_hash;
+        if let Some(h) = &u.password_hash {
+            crate::auth::password::validate(h)
+                .map_err(|e| ConfigError::new(format!("{key}.password_hash"), e))?;
+            password_hashes.insert(u.username.clone(), h.clone());
+        }
         users.push(crate::session::User {
             id: u.user_id,
             username: u.username,
@@ -444,6 +460,17 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         });
     }
 
+    if raw.login.per_user == 0 || raw.login.per_address == 0 {
+        return Err(ConfigError::new(
+            "login",
+            "per_user and per_address must be at least 1",
+        ));
+    }
+    let login = LoginConfig {
+        per_user: raw.login.per_user,
+        per_address: raw.login.per_address,
+        window: positive("login.window", &raw.login.window)?,
+    };
     let assertion = match raw.assertion {
         None => None,
         Some(a) => {
@@ -544,6 +571,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         cookie_name,
         token_secrets,
         users,
+        password_hashes,
+        login,
         assertion,
         jwt_issuers: Arc::new(jwt_issuers),
         routes,

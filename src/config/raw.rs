@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub users: Vec<RawUser>,
     pub assertion: Option<RawAssertion>,
     #[serde(default)]
+    pub login: RawLogin,
+    #[serde(default)]
     pub jwt_issuers: Vec<RawJwtIssuer>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -104,6 +106,24 @@ impl Default for RawCookie {
 #[serde(deny_unknown_fields, default)]
 pub struct RawTokens {
     pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogin {
+    pub per_user: u32,
+    pub per_address: u32,
+    pub window: String,
+}
+
+impl Default for RawLogin {
+    fn default() -> Self {
+        RawLogin {
+            per_user: 10,
+            per_address: 50,
+            window: "1m".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -219,7 +219,12 @@ impl Sessions {
     }
 
     /// Creates an active session for `user`, lasting `ttl`; returns its token and record.
-    pub async fn create_active(&self, user: &User, ttl: Duration) -> Result<(String, Session), CreateError> {
+    pub async fn create_active(
+        &self,
+        user: &User,
+        ttl: Duration,
+        meta: Meta,
+    ) -> Result<(String, Session), CreateError> {
         let minted = self.keys.mint().map_err(|e| CreateError::Token(e.to_string()))?;
         let now = now();
         let session = Session {
@@ -227,18 +232,38 @@ impl Sessions {
             secret_hash: token::hex(&minted.secret_hash),
             state: State::Active,
             user: Some(user.clone()),
-            device_uuid: None,
+            device_uuid: meta.device_uuid,
             created: now,
             last_used: now,
             expires: now.saturating_add(ttl.as_secs()),
             idle_ttl: None,
-            ip: None,
-            user_agent: None,
+            ip: meta.ip,
+            user_agent: meta.user_agent,
             extra: Default::default(),
         };
         self.store.put(&session).await.map_err(CreateError::Store)?;
         // A negative entry for this id (impossible in practice: ids are random) must not linger.
         self.cache.invalidate(&minted.id).await;
+        Ok((minted.token, session))
+    }
+
+    /// Gives a session a new token (new secret, same id) and a renewed expiry; the old token
+    /// stops working here at once and, with redis, on every other instance.
+    pub async fn rotate(&self, live: &Live, ttl: Duration) -> Result<(String, Session), CreateError> {
+        let id =
+            token::parse_id(&live.session.id).ok_or_else(|| CreateError::Token("bad session id".into()))?;
+        let minted = self
+            .keys
+            .mint_for(id)
+            .map_err(|e| CreateError::Token(e.to_string()))?;
+        let mut session = live.session.clone();
+        let now = now();
+        session.secret_hash = token::hex(&minted.secret_hash);
+        session.expires = now.saturating_add(ttl.as_secs());
+        session.last_used = now;
+        self.store.put(&session).await.map_err(CreateError::Store)?;
+        self.forget(&session.id).await;
+        self.publish(&session.id).await;
         Ok((minted.token, session))
     }
 
@@ -305,6 +330,14 @@ pub enum Revocation {
     One(String),
     /// The subscription was interrupted: forget everything.
     All,
+}
+
+/// Where a new session comes from (shown when a user lists their sessions).
+#[derive(Debug, Default, Clone)]
+pub struct Meta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub device_uuid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -217,6 +217,7 @@ pub fn get(path: &str) -> Request<Full<Bytes>> {
 pub const USERS: &str = r#"
 [[users]]
 username = "alice"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$IjIaRFhIs06s5i7QfNqeYQ$2bdcEPILxnbhRXUk0HCuDmSbpTP/huyJDWpEde85wIw"
 user_id = 1
 user_uuid = "11111111-1111-4111-8111-111111111111"
 roles = ["admin", "dev"]

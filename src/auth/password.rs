@@ -1,0 +1,116 @@
+//! Password checks. Security rules:
+//! - Hashes are argon2id PHC strings with at least OWASP's minimum (m ≥ 19 MiB, t ≥ 2, p = 1);
+//!   the config check refuses weaker ones.
+//! - Checks run on the blocking pool behind a semaphore (one per core), so a login flood can
+//!   neither block request workers nor queue unbounded CPU work.
+//! - An unknown user (or one without a password) is checked against a dummy hash made at
+//!   start-up with the same parameters: status, body and timing do not say which usernames exist.
+//! - Passwords are taken as typed (any length up to 1 KiB, no trimming) and never logged.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+pub const MIN_M_KIB: u32 = 19 * 1024;
+pub const MIN_T: u32 = 2;
+/// Longest password accepted (longer ones are refused without hashing: a CPU-time guard).
+pub const MAX_PASSWORD: usize = 1024;
+
+fn argon2() -> Argon2<'static> {
+    // The parameters here only matter for new hashes; verification reads them from the hash.
+    let params = Params::new(MIN_M_KIB, MIN_T, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a password with argon2id at OWASP's minimum parameters and a random salt.
+pub fn hash(password: &str) -> Result<String, String> {
+    let mut salt_bytes = [0u8; 16];
+    crate::session::token::random_bytes(&mut salt_bytes).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Checks that `phc` is an argon2id hash at least as strong as the minimum.
+pub fn validate(phc: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string: {e}"))?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(format!("algorithm is {}, expected argon2id", parsed.algorithm));
+    }
+    let params = Params::try_from(&parsed).map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+    if params.m_cost() < MIN_M_KIB || params.t_cost() < MIN_T || params.p_cost() != 1 {
+        return Err(format!(
+            "parameters m={},t={},p={} are below the minimum m={MIN_M_KIB},t={MIN_T},p=1 (use portcullis hash-password)",
+            params.m_cost(),
+            params.t_cost(),
+            params.p_cost()
+        ));
+    }
+    Ok(())
+}
+
+/// Verifies passwords off the request workers, a bounded number at a time.
+pub struct Passwords {
+    dummy: Arc<String>,
+    permits: Arc<Semaphore>,
+}
+
+impl Passwords {
+    pub fn new(concurrency: usize) -> Result<Passwords, String> {
+        let dummy = hash("portcullis-dummy-password-for-unknown-users")?;
+        Ok(Passwords {
+            dummy: Arc::new(dummy),
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        })
+    }
+
+    /// Whether `password` matches `stored` (`None`: unknown user — checked against the dummy
+    /// anyway, and false).
+    pub async fn check(&self, stored: Option<&str>, password: &str) -> bool {
+        if password.len() > MAX_PASSWORD {
+            return false;
+        }
+        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+            return false;
+        };
+        let known = stored.is_some();
+        let hash = stored.map_or_else(|| self.dummy.as_str().to_string(), str::to_string);
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash)
+                .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        ok && known
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_validate_and_weak_ones_do_not() {
+        let h = hash("correct horse").unwrap();
+        assert!(validate(&h).is_ok(), "{h}");
+        let weak = "$argon2id$v=19$m=4096,t=1,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG";
+        assert!(validate(weak).unwrap_err().contains("below the minimum"));
+        assert!(validate("$2b$12$abcdefghijklmnopqrstuv").is_err());
+        assert!(validate("plaintext").is_err());
+    }
+
+    #[tokio::test]
+    async fn long_passwords_are_taken_as_typed() {
+        let long = "x".repeat(100) + " with spaces ";
+        let h = hash(&long).unwrap();
+        let p = Passwords::new(2).unwrap();
+        assert!(p.check(Some(&h), &long).await);
+        assert!(!p.check(Some(&h), long.trim()).await);
+        assert!(!p.check(None, &long).await, "unknown users never pass");
+    }
+}
