@@ -17,6 +17,7 @@ need() {
 
 need curl curl
 need redis-server redis-server
+need nginx nginx-light
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

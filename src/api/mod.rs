@@ -1,10 +1,11 @@
 //! The gateway's own endpoints on the public listeners (SPEC §2), answered before routing:
-//! `GET /.well-known/jwks.json`, `GET /users/me` and the cookie flow (`cookie.rs`). The rest of
-//! the session API (pending sessions, login page, status socket, SessionService, reissue
-//! tokens, `/auth/verify`) is not built yet.
+//! `GET /.well-known/jwks.json`, `GET /users/me`, the cookie flow (`cookie.rs`), forward auth
+//! and the caller's sessions (`verify.rs`). The rest of the session API (pending sessions,
+//! login page, status socket, SessionService, reissue tokens) is not built yet.
 
 mod cookie;
 pub mod forms;
+mod verify;
 
 pub use cookie::{cookie_name, cross_site};
 
@@ -51,7 +52,9 @@ impl Api {
 pub fn owns(shared: &Shared, path: &str) -> bool {
     match path {
         "/.well-known/jwks.json" => shared.assertion.is_some(),
-        "/users/me" | "/auth/signin" | "/auth/refresh" | "/auth/logout" => true,
+        "/users/me" | "/auth/signin" | "/auth/refresh" | "/auth/logout" | "/auth/verify" | "/sessions" => {
+            true
+        }
         _ => false,
     }
 }
@@ -84,6 +87,8 @@ pub async fn answer(
         ("/auth/signin", &Method::POST) => cookie::signin(shared, conn, req).await,
         ("/auth/refresh", &Method::POST) => cookie::refresh(shared, conn, &req).await,
         ("/auth/logout", &Method::GET | &Method::POST) => cookie::logout(shared, conn, &req).await,
+        ("/auth/verify", &Method::GET | &Method::HEAD) => verify::verify(shared, conn, &req).await,
+        ("/sessions", &Method::GET | &Method::DELETE) => verify::mine(shared, conn, &req).await,
         _ => {
             let mut resp = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -93,6 +98,7 @@ pub async fn answer(
             let allow = match path {
                 "/auth/logout" => "GET, POST",
                 "/auth/signin" | "/auth/refresh" => "POST",
+                "/sessions" => "GET, DELETE",
                 _ => "GET",
             };
             resp.headers_mut()

@@ -1,0 +1,123 @@
+//! Forward authentication and the caller's own sessions (SPEC §2.5).
+//! - `GET /auth/verify`: for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz
+//!   (HTTP). The route — and so the policy — is found from `X-Forwarded-Host` and
+//!   `X-Forwarded-Uri` (no matching route: `authenticated`); the credential is the request's
+//!   own. 200 with the identity headers, or 401 / 403 (503 when the store is down). The
+//!   forwarded headers only choose which policy applies to the caller's own credential, so
+//!   they are read from any peer.
+//! - `GET /sessions`: the caller's sessions; `DELETE /sessions`: log out everywhere.
+
+use super::cookie::cookie_name;
+use crate::auth::{self, Decision};
+use crate::body::ProxyBody;
+use crate::config::Policy;
+use crate::error::{GatewayError, json_error, json_response};
+use crate::gateway::{ConnInfo, Shared};
+use crate::route;
+use crate::session::cache::Found;
+use http::{HeaderMap, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `GET /auth/verify`.
+pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let h = req.headers();
+    let host = header(h, "x-forwarded-host")
+        .or_else(|| header(h, "host"))
+        .map(route::host_of)
+        .unwrap_or_default();
+    let uri = header(h, "x-forwarded-uri").unwrap_or("/");
+    let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
+    let path = match route::normalize_path(raw_path) {
+        Ok(p) => p,
+        Err(e) => return GatewayError::BadPath(e.message()).into_response(),
+    };
+    let found = shared
+        .routes
+        .table
+        .find(&host, &path)
+        .map(|i| (i, &shared.routes.routes[i]));
+    let policy = found.map_or(&Policy::Authenticated, |(_, r)| &r.config.policy);
+    let presented = auth::credential(h, cookie_name(shared, conn));
+    match Box::pin(auth::decide(
+        &shared.sessions,
+        &shared.jwt_issuers,
+        policy,
+        presented,
+    ))
+    .await
+    {
+        Decision::Allow(identity) => {
+            let mut resp = json_response(StatusCode::OK, "{}".into());
+            if let Some(identity) = &identity {
+                auth::inject_identity(resp.headers_mut(), &shared.header_names, identity);
+                if let (Some(signer), Some((index, r))) = (&shared.assertion, found)
+                    && let Some(jwt) = auth::assertion(signer, identity, index, &r.config.name)
+                {
+                    resp.headers_mut().insert(shared.header_names.jwt.clone(), jwt);
+                }
+            }
+            resp
+        }
+        Decision::Unauthenticated { presented } => {
+            GatewayError::Unauthenticated { presented }.into_response()
+        }
+        Decision::Forbidden => GatewayError::Forbidden.into_response(),
+        Decision::StoreUnavailable => GatewayError::StoreUnavailable.into_response(),
+    }
+}
+
+/// `GET` or `DELETE /sessions`: list the caller's sessions, or end them all.
+pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let live = match auth::credential(req.headers(), cookie_name(shared, conn)) {
+        Ok(Some(c)) => match shared.sessions.authenticate(c.token()).await {
+            Ok(Found::Active(live)) => live,
+            Ok(_) => return GatewayError::Unauthenticated { presented: true }.into_response(),
+            Err(_) => return GatewayError::StoreUnavailable.into_response(),
+        },
+        _ => return GatewayError::Unauthenticated { presented: false }.into_response(),
+    };
+    let Some(user) = live.user() else {
+        return GatewayError::Unauthenticated { presented: true }.into_response();
+    };
+    if req.method() == http::Method::DELETE {
+        return match shared.sessions.revoke_user(&user.username).await {
+            Ok(ids) => json_response(
+                StatusCode::OK,
+                serde_json::json!({ "revoked": ids.len() }).to_string(),
+            ),
+            Err(_) => GatewayError::StoreUnavailable.into_response(),
+        };
+    }
+    match shared.sessions.store.list_user(&user.username).await {
+        Ok(list) => {
+            let sessions: Vec<_> = list
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "device_uuid": s.device_uuid,
+                        "created": s.created,
+                        "last_used": s.last_used,
+                        "expires": s.ends_at(),
+                        "ip": s.ip,
+                        "user_agent": s.user_agent,
+                        "current": s.id == live.session.id,
+                    })
+                })
+                .collect();
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({ "sessions": sessions }).to_string(),
+            )
+        }
+        Err(_) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session_store_unavailable",
+            "the session store cannot be reached",
+        ),
+    }
+}
