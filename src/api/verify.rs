@@ -97,16 +97,9 @@ pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
             let sessions: Vec<_> = list
                 .iter()
                 .map(|s| {
-                    serde_json::json!({
-                        "id": s.id,
-                        "device_uuid": s.device_uuid,
-                        "created": s.created,
-                        "last_used": s.last_used,
-                        "expires": s.ends_at(),
-                        "ip": s.ip,
-                        "user_agent": s.user_agent,
-                        "current": s.id == live.session.id,
-                    })
+                    let mut v = crate::admin::session_json(s);
+                    v["current"] = (s.id == live.session.id).into();
+                    v
                 })
                 .collect();
             json_response(
