@@ -204,9 +204,12 @@ pub fn assertion(
 
 /// Removes the gateway's own credentials: a `pc1_` bearer token and the session cookie.
 pub fn remove_credentials(headers: &mut HeaderMap, cookie_name: &str) {
-    if matches!(bearer(headers), Ok(Some(t)) if t.starts_with(PREFIX))
-        || matches!(bearer(headers), Err(Oversized))
-    {
+    let ours = match bearer(headers) {
+        Ok(Some(t)) => t.starts_with(PREFIX),
+        Ok(None) => false,
+        Err(Oversized) => true,
+    };
+    if ours {
         headers.remove(header::AUTHORIZATION);
     }
     if !headers.contains_key(header::COOKIE) {
