@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
 
 /// The README's nginx example with the test's ports.
 fn readme_nginx(listen: u16, gateway: u16, app: u16) -> String {
@@ -42,11 +41,7 @@ async fn nginx_auth_request_with_the_readme_config() {
             + &route("admin", "/admin", &[up], "roles = [\"admin\"]")
                 .replace("policy = \"public\"", "policy = \"roles\"")),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("nginx.conf");
     std::fs::write(
@@ -66,13 +61,7 @@ async fn nginx_auth_request_with_the_readme_config() {
         .spawn()
         .expect("nginx is installed (scripts/test.sh installs nginx-light)");
     let _nginx = Nginx(child);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let addr = wait_listening(port).await;
     let bob = mint(gw.admin, "bob", 1).await.remove(0);
     let alice = mint(gw.admin, "alice", 1).await.remove(0);
 

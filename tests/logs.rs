@@ -9,16 +9,8 @@ use std::time::Duration;
 #[tokio::test]
 async fn one_access_line_per_request_without_secrets() {
     let (up, _stop) = upstream::whoami().await;
-    let http = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let http = free_port();
+    let admin = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
@@ -36,13 +28,7 @@ async fn one_access_line_per_request_without_secrets() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let addr = wait_listening(http).await;
     let resp = get_raw(
         addr,
         "/secret/path?token=QUERYSECRET&x=1",

@@ -34,14 +34,6 @@ async fn in_flight_requests_finish_during_shutdown() {
     running.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
     let slow = slow_upstream().await;
@@ -62,16 +54,7 @@ async fn sigterm_drains_and_exits_zero() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the gateway never started listening");
+    let addr = wait_listening(http).await;
     let in_flight = tokio::spawn(async move { http_request(addr, get("/slow")).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().unwrap().to_string();

@@ -256,3 +256,24 @@ pub async fn admin_call(admin: SocketAddr, method: &str, path: &str) -> String {
 pub async fn get_with_token(addr: SocketAddr, path: &str, token: &str) -> String {
     get_raw(addr, path, &format!("Authorization: Bearer {token}\r\n")).await
 }
+
+/// A port nothing listens on right now (bound, then released), for processes started by tests.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (up to 5 s) until something accepts connections on 127.0.0.1:`port`.
+pub async fn wait_listening(port: u16) -> SocketAddr {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..100 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return addr;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing started listening on {addr}");
+}
