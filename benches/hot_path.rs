@@ -6,7 +6,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis::session::User;
-use portcullis::session::cache::{CacheSettings, Found, Sessions};
+use portcullis::session::cache::{CacheSettings, Found, SessionSettings, Sessions};
 use portcullis::session::memory::MemoryStore;
 use portcullis::session::store::Store;
 use portcullis::session::token::{Parsed, TokenKeys};
@@ -45,6 +45,13 @@ fn cache_hit(c: &mut Criterion) {
             ttl: Duration::from_secs(300),
             negative_ttl: Duration::from_secs(5),
         },
+        SessionSettings {
+            ttl: Duration::from_secs(3600),
+            pending_ttl: Duration::from_secs(600),
+            reissue_ttl: Duration::from_secs(3600),
+            reissue_grace: Duration::from_secs(3),
+            idle_ttl: None,
+        },
     );
     let user = User {
         id: 1,
@@ -53,9 +60,9 @@ fn cache_hit(c: &mut Criterion) {
         roles: vec!["admin".into()],
     };
     let token = rt
-        .block_on(sessions.create_active(&user, Duration::from_secs(3600), Default::default()))
+        .block_on(sessions.create_active(&user, None, Default::default()))
         .unwrap()
-        .0;
+        .token;
     assert!(matches!(
         rt.block_on(sessions.authenticate(&token)),
         Ok(Found::Active(_))

@@ -213,8 +213,12 @@ impl Admin {
         };
         let mut tokens = Vec::with_capacity(m.count as usize);
         for _ in 0..m.count {
-            match self.sessions.create_active(user, ttl, Meta::default()).await {
-                Ok((token, _)) => tokens.push(token),
+            match self
+                .sessions
+                .create_active(user, Some(ttl), Meta::default())
+                .await
+            {
+                Ok(issued) => tokens.push(issued.token),
                 Err(e) => return store_down(e),
             }
         }

@@ -89,6 +89,17 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Pro
     json_response(status, body)
 }
 
+/// A 400 that names the field at fault: `{"error", "message", "field"}`.
+pub fn field_error(code: &str, field: &str, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "error": code,
+        "message": format!("{field}: {message}"),
+        "field": field,
+    })
+    .to_string();
+    json_response(StatusCode::BAD_REQUEST, body)
+}
+
 /// A JSON response with the headers every gateway-made answer carries.
 pub fn json_response(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(body));

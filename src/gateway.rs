@@ -2,10 +2,10 @@
 //! proxies) and `Worker` (one per worker thread: that thread's upstream connection pools).
 
 use crate::auth::jwt::{AssertionSigner, Issuer};
-use crate::config::{Config, HeaderNames, RouteConfig};
+use crate::config::{Config, HeaderNames, Mode, RouteConfig};
 use crate::proxy::upstream::{Pool, Upstreams};
 use crate::route::RouteTable;
-use crate::session::cache::Sessions;
+use crate::session::cache::{Live, Sessions};
 use http::HeaderName;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -54,6 +54,8 @@ pub struct Shared {
     pub jwt_issuers: Arc<Vec<Issuer>>,
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
+    /// `mode = "single-user"`: who every request without a valid credential is.
+    pub local_user: Option<Arc<Live>>,
 }
 
 impl Shared {
@@ -69,6 +71,12 @@ impl Shared {
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             access_log: config.log.access,
+            local_user: match &config.mode {
+                Mode::SingleUser(user) => {
+                    Some(Live::local(user).ok_or("cannot build the local user's session")?)
+                }
+                Mode::MultiUser => None,
+            },
         })
     }
 

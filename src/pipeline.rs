@@ -141,6 +141,7 @@ async fn proxy(
     let decision = Box::pin(auth::decide(
         &shared.sessions,
         &shared.jwt_issuers,
+        shared.local_user.as_ref(),
         &route.config.policy,
         presented,
     ));

@@ -8,6 +8,7 @@ use portcullis::session::memory::MemoryStore;
 use portcullis::session::redis::RedisStore;
 use portcullis::session::store::Store;
 use portcullis::session::{Session, State, User, now};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn user(name: &str) -> User {
@@ -40,10 +41,66 @@ fn session(id: u8, user_name: Option<&str>, expires: u64) -> Session {
         extra: [("k".to_string(), serde_json::json!({"nested": [1, 2]}))]
             .into_iter()
             .collect(),
+        version: 1,
+        reissue_hash: Some("cd".repeat(32)),
+        reissue_expires: expires,
+        ..Session::default()
     }
 }
 
+/// Compare-and-set: writes only over the version read, and of many concurrent writers over
+/// one version exactly one wins.
+async fn swap_conformance(store: Arc<Store>) {
+    let kind = store.kind();
+    let fresh = session(20, Some("dave"), now() + 3600);
+    assert!(
+        !store.swap(&fresh, Some(1)).await.unwrap(),
+        "{kind}: no session to swap over"
+    );
+    assert!(
+        store.swap(&fresh, None).await.unwrap(),
+        "{kind}: create if absent"
+    );
+    assert!(
+        !store.swap(&fresh, None).await.unwrap(),
+        "{kind}: create-if-absent over an existing session"
+    );
+    let mut stale = fresh.clone();
+    stale.version = 3;
+    assert!(
+        !store.swap(&stale, Some(2)).await.unwrap(),
+        "{kind}: wrong version"
+    );
+    assert_eq!(store.get(&fresh.id).await.unwrap().unwrap().version, 1);
+
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let store = store.clone();
+        let mut next = fresh.clone();
+        next.version = 2;
+        next.last_used = fresh.last_used + i + 1;
+        tasks.push(tokio::spawn(
+            async move { store.swap(&next, Some(1)).await.unwrap() },
+        ));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1, "{kind}: concurrent swaps over one version");
+    let stored = store.get(&fresh.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2, "{kind}: the winner's write is stored");
+    assert_eq!(
+        store.list_user("dave").await.unwrap().len(),
+        1,
+        "{kind}: index kept by swap"
+    );
+    store.delete(&fresh.id).await.unwrap();
+}
+
 async fn conformance(store: Store) {
+    let store = Arc::new(store);
+    swap_conformance(store.clone()).await;
     let kind = store.kind();
     let later = now() + 3600;
     store.ping().await.unwrap();

@@ -8,10 +8,11 @@
 //!   unknown users and wrong passwords the same way (`invalid_credentials`, same work done).
 //! - `rd` redirects go only to same-origin relative paths (`forms::safe_redirect`).
 
-use super::forms::{self, BodyError};
+use super::LoginRefused;
+use super::forms;
 use crate::auth::{self, Credential};
 use crate::body::ProxyBody;
-use crate::error::{json_error, json_response};
+use crate::error::{field_error, json_error, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::Session;
 use crate::session::cache::{Found, Live, Meta};
@@ -30,7 +31,7 @@ pub fn cookie_name<'a>(shared: &'a Shared, conn: &ConnInfo) -> &'a str {
     }
 }
 
-fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Option<HeaderValue> {
+pub(super) fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Option<HeaderValue> {
     let secure = if tls { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; HttpOnly{secure}; SameSite=Lax; Path=/; Max-Age={max_age}"
@@ -38,7 +39,7 @@ fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Option<Header
     .ok()
 }
 
-fn user_json(session: &Session) -> String {
+pub(super) fn user_json(session: &Session) -> String {
     let user = session.user.as_ref();
     serde_json::json!({
         "user_id": user.map(|u| u.id),
@@ -46,6 +47,18 @@ fn user_json(session: &Session) -> String {
         "user_uuid": user.map(|u| u.uuid.as_str()),
         "roles": user.map(|u| u.roles.as_slice()).unwrap_or_default(),
         "session": {"id": session.id, "exp": session.ends_at(), "device_uuid": session.device_uuid},
+    })
+    .to_string()
+}
+
+/// `/users/me` in single-user mode: the local user, no session.
+fn local_user_json(user: &crate::session::User) -> String {
+    serde_json::json!({
+        "user_id": user.id,
+        "username": user.username,
+        "user_uuid": user.uuid,
+        "roles": user.roles,
+        "session": null,
     })
     .to_string()
 }
@@ -68,7 +81,7 @@ pub fn cross_site(headers: &HeaderMap, host: Option<&str>) -> bool {
 }
 
 /// The live session behind the request's credential, or the reason there is none.
-async fn current(
+pub(super) async fn current(
     shared: &Shared,
     conn: &ConnInfo,
     headers: &HeaderMap,
@@ -87,7 +100,7 @@ async fn current(
     }
 }
 
-fn store_down() -> Response<ProxyBody> {
+pub(super) fn store_down() -> Response<ProxyBody> {
     json_error(
         StatusCode::SERVICE_UNAVAILABLE,
         "session_store_unavailable",
@@ -95,12 +108,40 @@ fn store_down() -> Response<ProxyBody> {
     )
 }
 
-/// `GET /users/me`: the caller's user and session.
+/// `GET /users/me`: the caller's user and session; for a pending session, 401 with the login
+/// page's address (store protocol, SPEC §2.1).
 pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
-    match current(shared, conn, req.headers()).await {
-        Err(resp) => resp,
-        Ok(Some(live)) => json_response(StatusCode::OK, user_json(&live.session)),
-        Ok(None) => {
+    if let Some(local) = &shared.api.single_user {
+        return json_response(StatusCode::OK, local_user_json(local));
+    }
+    let found = match auth::credential(req.headers(), cookie_name(shared, conn)) {
+        Ok(Some(c)) => match shared.sessions.authenticate(c.token()).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "session lookup failed");
+                return store_down();
+            }
+        },
+        _ => Found::Nothing,
+    };
+    match found {
+        Found::Active(live) => json_response(StatusCode::OK, user_json(&live.session)),
+        Found::Pending(live) => {
+            let url = super::pending::login_url(live.session.user_code.as_deref().unwrap_or(""));
+            let body = serde_json::json!({
+                "error": "login_required",
+                "message": "this session waits for a login in a browser",
+                "login_url": url,
+            });
+            let mut resp = json_response(StatusCode::UNAUTHORIZED, body.to_string());
+            if let Ok(v) = HeaderValue::from_str(&url) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+        Found::Nothing => {
             let mut resp = json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session");
             resp.headers_mut()
                 .insert(header::LOCATION, HeaderValue::from_static("/auth/login"));
@@ -111,19 +152,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
     }
 }
 
-fn too_many(retry_after: u64) -> Response<ProxyBody> {
-    let mut resp = json_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "too many login attempts; try again later",
-    );
-    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-fn authority<B>(req: &Request<B>) -> Option<&str> {
+pub(super) fn authority<B>(req: &Request<B>) -> Option<&str> {
     req.uri()
         .authority()
         .map(|a| a.as_str())
@@ -142,7 +171,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     let api = &shared.api;
     let address = conn.peer.ip().to_string();
     if let Err(wait) = api.per_address.hit(&address) {
-        return too_many(wait);
+        return LoginRefused::RateLimited(wait).into_response();
     }
     let user_agent = req
         .headers()
@@ -156,24 +185,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         .map(str::to_string);
     let fields = match forms::fields(content_type.as_deref(), req.into_body()).await {
         Ok(f) => f,
-        Err(BodyError::UnsupportedType) => {
-            return json_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send application/json or application/x-www-form-urlencoded",
-            );
-        }
-        Err(BodyError::TooLarge) => {
-            return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 16 KiB");
-        }
-        Err(BodyError::Unreadable) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                "the body could not be read",
-            );
-        }
-        Err(BodyError::Invalid(why)) => return json_error(StatusCode::BAD_REQUEST, "invalid_body", &why),
+        Err(e) => return forms::body_error(e),
     };
     let (Some(username), Some(password)) = (fields.get("username"), fields.get("password")) else {
         let missing = if fields.contains_key("username") {
@@ -181,38 +193,19 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         } else {
             "username"
         };
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "missing_field",
-            &format!("{missing}: required"),
-        );
+        return field_error("missing_field", missing, "required");
     };
-    if let Err(wait) = api.per_user.hit(username) {
-        return too_many(wait);
-    }
-    let user = api.users.get(username.as_str());
-    let hash = user.and_then(|u| api.hashes.get(&u.username)).map(String::as_str);
-    if !api.passwords.check(hash, password).await {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong username or password",
-        );
-    }
-    let Some(user) = user else {
-        return json_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong username or password",
-        );
+    let user = match api.check_login(username, password).await {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
     };
     let meta = Meta {
         ip: Some(address),
         user_agent,
         device_uuid: None,
     };
-    match shared.sessions.create_active(user, api.session_ttl, meta).await {
-        Ok((token, session)) => with_cookie(shared, conn, &token, &session),
+    match shared.sessions.create_active(user, None, meta).await {
+        Ok(issued) => with_cookie(shared, conn, &issued.token, &issued.session),
         Err(e) => {
             tracing::warn!(error = %e, "sign-in: cannot create a session");
             store_down()
@@ -243,8 +236,9 @@ pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) 
         Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Ok(Some(live)) => live,
     };
-    match shared.sessions.rotate(&live, shared.api.session_ttl).await {
-        Ok((token, session)) => with_cookie(shared, conn, &token, &session),
+    match shared.sessions.rotate(&live.session.id).await {
+        Ok(Some(issued)) => with_cookie(shared, conn, &issued.token, &issued.session),
+        Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Err(e) => {
             tracing::warn!(error = %e, "refresh failed");
             store_down()

@@ -17,22 +17,52 @@ pub enum BodyError {
     Invalid(String),
 }
 
+/// Reads a whole body, at most `MAX_BODY` bytes.
+pub async fn bytes(body: Incoming) -> Result<Bytes, BodyError> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Unreadable),
+    }
+}
+
+/// The media type of a `Content-Type` value, lower-cased, without parameters.
+pub fn media_type(content_type: Option<&str>) -> String {
+    content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// The 4xx for a body that could not be read.
+pub fn body_error(e: BodyError) -> http::Response<crate::body::ProxyBody> {
+    use crate::error::json_error;
+    use http::StatusCode;
+    match e {
+        BodyError::UnsupportedType => json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json or application/x-www-form-urlencoded",
+        ),
+        BodyError::TooLarge => json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 16 KiB"),
+        BodyError::Unreadable => json_error(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            "the body could not be read",
+        ),
+        BodyError::Invalid(why) => json_error(StatusCode::BAD_REQUEST, "invalid_body", &why),
+    }
+}
+
 /// Reads a JSON or form body into string fields.
 pub async fn fields(
     content_type: Option<&str>,
     body: Incoming,
 ) -> Result<HashMap<String, String>, BodyError> {
-    let kind = content_type
-        .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let kind = media_type(content_type);
     if kind != "application/json" && kind != "application/x-www-form-urlencoded" {
         return Err(BodyError::UnsupportedType);
     }
-    let bytes: Bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(BodyError::TooLarge),
-        Err(_) => return Err(BodyError::Unreadable),
-    };
+    let bytes = bytes(body).await?;
     if kind == "application/json" {
         let value: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| BodyError::Invalid(format!("invalid JSON: {e}")))?;

@@ -1,10 +1,16 @@
 //! The gateway's own endpoints on the public listeners (SPEC §2), answered before routing:
-//! `GET /.well-known/jwks.json`, `GET /users/me`, the cookie flow (`cookie.rs`), forward auth
-//! and the caller's sessions (`verify.rs`). The rest of the session API (pending sessions,
-//! login page, status socket, SessionService, reissue tokens) is not built yet.
+//! `GET /.well-known/jwks.json`, `GET /users/me`, the cookie flow (`cookie.rs`), the store
+//! protocol's pending sessions (`pending.rs`), login page (`login.rs`) and status socket
+//! (`status.rs`), the SessionService in JSON and protobuf (`service.rs`), forward auth and the
+//! caller's sessions (`verify.rs`).
 
 mod cookie;
 pub mod forms;
+mod login;
+mod pending;
+pub mod proto;
+mod service;
+mod status;
 mod verify;
 
 pub use cookie::{cookie_name, cross_site};
@@ -12,14 +18,13 @@ pub use cookie::{cookie_name, cross_site};
 use crate::auth::password::Passwords;
 use crate::auth::ratelimit::RateLimit;
 use crate::body::ProxyBody;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::error::{json_error, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::User;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// What the API needs beyond the proxy's shared state.
 pub struct Api {
@@ -28,7 +33,39 @@ pub struct Api {
     passwords: Passwords,
     per_user: RateLimit,
     per_address: RateLimit,
-    session_ttl: Duration,
+    /// `mode = "single-user"`: everything is this user, no credential needed.
+    pub single_user: Option<User>,
+}
+
+/// Why a login was refused.
+pub enum LoginRefused {
+    /// Seconds until another attempt is allowed.
+    RateLimited(u64),
+    /// Unknown user or wrong password: one answer for both.
+    Invalid,
+}
+
+impl LoginRefused {
+    pub fn into_response(self) -> Response<ProxyBody> {
+        match self {
+            LoginRefused::RateLimited(wait) => {
+                let mut resp = json_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "too many login attempts; try again later",
+                );
+                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                resp
+            }
+            LoginRefused::Invalid => json_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong username or password",
+            ),
+        }
+    }
 }
 
 impl Api {
@@ -43,8 +80,35 @@ impl Api {
             passwords: Passwords::new(std::thread::available_parallelism().map_or(1, |n| n.get()))?,
             per_user: RateLimit::new(config.login.per_user, config.login.window),
             per_address: RateLimit::new(config.login.per_address, config.login.window),
-            session_ttl: config.sessions.ttl,
+            single_user: match &config.mode {
+                Mode::SingleUser(u) => Some(u.clone()),
+                Mode::MultiUser => None,
+            },
         })
+    }
+
+    /// Checks a username and password: rate limit per username, then the argon2id check off
+    /// the workers (unknown users against a dummy hash, so both refusals look and take alike).
+    /// The per-address limit is the caller's, checked before it reads the body.
+    pub async fn check_login(&self, username: &str, password: &str) -> Result<&User, LoginRefused> {
+        if let Err(wait) = self.per_user.hit(username) {
+            return Err(LoginRefused::RateLimited(wait));
+        }
+        let user = self.users.get(username);
+        let hash = user
+            .and_then(|u| self.hashes.get(&u.username))
+            .map(String::as_str);
+        if !self.passwords.check(hash, password).await {
+            return Err(LoginRefused::Invalid);
+        }
+        user.ok_or(LoginRefused::Invalid)
+    }
+
+    /// The per-address login limit.
+    pub fn address_allowed(&self, conn: &ConnInfo) -> Result<(), LoginRefused> {
+        self.per_address
+            .hit(&conn.peer.ip().to_string())
+            .map_err(LoginRefused::RateLimited)
     }
 }
 
@@ -52,9 +116,9 @@ impl Api {
 pub fn owns(shared: &Shared, path: &str) -> bool {
     match path {
         "/.well-known/jwks.json" => shared.assertion.is_some(),
-        "/users/me" | "/auth/signin" | "/auth/refresh" | "/auth/logout" | "/auth/verify" | "/sessions" => {
-            true
-        }
+        "/users/me" | "/auth/signin" | "/auth/refresh" | "/auth/logout" | "/auth/verify" | "/auth/login"
+        | "/auth/status" | "/sessions" | "/sessions/renew" | "/sessions/reissue" | "/sessions/destroy"
+        | "/sessions/current" => true,
         _ => false,
     }
 }
@@ -89,6 +153,15 @@ pub async fn answer(
         ("/auth/logout", &Method::GET | &Method::POST) => cookie::logout(shared, conn, &req).await,
         ("/auth/verify", &Method::GET | &Method::HEAD) => verify::verify(shared, conn, &req).await,
         ("/sessions", &Method::GET | &Method::DELETE) => verify::mine(shared, conn, &req).await,
+        ("/sessions", &Method::POST) => service::create(shared, conn, req).await,
+        ("/sessions/reissue", &Method::POST) => service::reissue(shared, req).await,
+        ("/sessions/destroy", &Method::POST) | ("/sessions/current", &Method::DELETE) => {
+            service::destroy(shared, conn, req).await
+        }
+        ("/sessions/renew", &Method::POST) => pending::renew(shared, conn, &req).await,
+        ("/auth/login", &Method::GET | &Method::HEAD) => login::page(shared, &req).await,
+        ("/auth/login", &Method::POST) => login::submit(shared, conn, req).await,
+        ("/auth/status", &Method::GET) => status::socket(shared, conn, req),
         _ => {
             let mut resp = json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -96,9 +169,11 @@ pub async fn answer(
                 "this method is not allowed here",
             );
             let allow = match path {
-                "/auth/logout" => "GET, POST",
-                "/auth/signin" | "/auth/refresh" => "POST",
-                "/sessions" => "GET, DELETE",
+                "/auth/logout" | "/auth/login" => "GET, POST",
+                "/auth/signin" | "/auth/refresh" | "/sessions/renew" | "/sessions/reissue"
+                | "/sessions/destroy" => "POST",
+                "/sessions" => "GET, POST, DELETE",
+                "/sessions/current" => "DELETE",
                 _ => "GET",
             };
             resp.headers_mut()

@@ -45,6 +45,7 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
     match Box::pin(auth::decide(
         &shared.sessions,
         &shared.jwt_issuers,
+        shared.local_user.as_ref(),
         policy,
         presented,
     ))

@@ -104,10 +104,12 @@ pub enum Decision {
     StoreUnavailable,
 }
 
-/// Applies `policy` to the presented credential.
+/// Applies `policy` to the presented credential. With a `local` user (single-user mode), a
+/// request without a valid credential is that user.
 pub async fn decide(
     sessions: &Sessions,
     issuers: &[Issuer],
+    local: Option<&Arc<Live>>,
     policy: &Policy,
     presented: Result<Option<Credential<'_>>, Oversized>,
 ) -> Decision {
@@ -128,6 +130,10 @@ pub async fn decide(
                 };
             }
         },
+    };
+    let identity = match (identity, local) {
+        (Err(_), Some(local)) => Ok(Identity::Session(local.clone())),
+        (identity, _) => identity,
     };
     match (policy, identity) {
         (Policy::Public, identity) => Decision::Allow(identity.ok()),

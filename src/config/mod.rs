@@ -5,14 +5,15 @@
 
 mod raw;
 mod units;
+mod users;
 
 pub use units::parse_duration;
 
 use crate::auth::jwt::{self, AssertionSigner, Issuer};
 use crate::tls;
-use http::{HeaderName, HeaderValue};
+use http::HeaderName;
 use ipnet::IpNet;
-use raw::{RawConfig, RawRoute};
+use raw::{RawConfig, RawRoute, RawUser};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,6 +50,7 @@ impl std::error::Error for ConfigError {}
 /// The checked configuration.
 #[derive(Clone)]
 pub struct Config {
+    pub mode: Mode,
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub headers: HeaderNames,
@@ -96,7 +98,24 @@ pub struct LoginConfig {
 
 #[derive(Clone, Debug)]
 pub struct SessionsConfig {
+    /// Lifetime of an active session, and how far a reissue or renew moves its end.
     pub ttl: Duration,
+    /// Lifetime of a pending session (store protocol) before its login.
+    pub pending_ttl: Duration,
+    /// A reissue token stops working this long after it was issued.
+    pub reissue_ttl: Duration,
+    /// A used reissue token presented again within this window gets the same new pair.
+    pub reissue_grace: Duration,
+    /// With this set, a session unused (and not reissued) for this long ends.
+    pub idle_ttl: Option<Duration>,
+}
+
+/// `mode`: whether credentials are needed at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    MultiUser,
+    /// No credential is needed anywhere; everything is this user (the first `[[users]]`).
+    SingleUser(crate::session::User),
 }
 
 #[derive(Clone)]
@@ -381,7 +400,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     };
     let sessions = SessionsConfig {
         ttl: positive("sessions.ttl", &raw.sessions.ttl)?,
+        pending_ttl: positive("sessions.pending_ttl", &raw.sessions.pending_ttl)?,
+        reissue_ttl: positive("sessions.reissue_ttl", &raw.sessions.reissue_ttl)?,
+        reissue_grace: duration("sessions.reissue_grace", &raw.sessions.reissue_grace)?,
+        idle_ttl: match &raw.sessions.idle_ttl {
+            Some(t) => Some(positive("sessions.idle_ttl", t)?),
+            None => None,
+        },
     };
+    if sessions.reissue_grace > Duration::from_secs(60) {
+        return Err(ConfigError::new(
+            "sessions.reissue_grace",
+            "must be at most 60s (it is a window for racing retries, not a lifetime)",
+        ));
+    }
     let cookie_name = raw.cookie.name;
     if cookie_name.is_empty()
         || !cookie_name
@@ -403,62 +435,34 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         }
         token_secrets.push(secret.into_bytes());
     }
-    let mut users: Vec<crate::session::User> = Vec::with_capacity(raw.users.len());
-    let mut password_hashes = std::collections::HashMap::new();
-    for (i, u) in raw.users.into_iter().enumerate() {
-        let key = format!("users[{i}]");
-        let name_ok = !u.username.is_empty()
-            && u.username.len() <= 64
-            && u.username
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'));
-        if !name_ok {
-            return Err(ConfigError::new(
-                format!("{key}.username"),
-                format!(
-                    "invalid username \"{}\" (letters, digits, . _ - @; at most 64)",
-                    u.username
-                ),
-            ));
-        }
-        if users.iter().any(|o| o.username == u.username) {
-            return Err(ConfigError::new(
-                format!("{key}.username"),
-                format!("duplicate user \"{}\"", u.username),
-            ));
-        }
-        if users.iter().any(|o| o.id == u.user_id) {
-            return Err(ConfigError::new(
-                format!("{key}.user_id"),
-                format!("duplicate user_id {}", u.user_id),
-            ));
-        }
-        if u.user_uuid.is_empty() || u.user_uuid.len() > 64 || HeaderValue::from_str(&u.user_uuid).is_err() {
-            return Err(ConfigError::new(
-                format!("{key}.user_uuid"),
-                "must be 1-64 printable characters",
-            ));
-        }
-        for (j, role) in u.roles.iter().enumerate() {
-            if role.is_empty() || role.contains(',') || HeaderValue::from_str(role).is_err() {
+    let mut raw_users: Vec<(String, RawUser)> = raw
+        .users
+        .into_iter()
+        .enumerate()
+        .map(|(i, u)| (format!("users[{i}]"), u))
+        .collect();
+    if let Some(file) = &raw.users_file {
+        raw_users.extend(users::read_file(&resolve(base, file))?);
+    }
+    let (users, password_hashes) = users::validate(raw_users)?;
+    let mode = match raw.mode.as_str() {
+        "multi-user" => Mode::MultiUser,
+        "single-user" => match users.first() {
+            Some(u) => Mode::SingleUser(u.clone()),
+            None => {
                 return Err(ConfigError::new(
-                    format!("{key}.roles[{j}]"),
-                    format!("invalid role \"{role}\""),
+                    "mode",
+                    "\"single-user\" needs one [[users]] entry: the local user",
                 ));
             }
+        },
+        other => {
+            return Err(ConfigError::new(
+                "mode",
+                format!("unknown mode \"{other}\" (expected multi-user or single-user)"),
+            ));
         }
-        if let Some(h) = &u.password_hash {
-            crate::auth::password::validate(h)
-                .map_err(|e| ConfigError::new(format!("{key}.password_hash"), e))?;
-            password_hashes.insert(u.username.clone(), h.clone());
-        }
-        users.push(crate::session::User {
-            id: u.user_id,
-            username: u.username,
-            uuid: u.user_uuid,
-            roles: u.roles,
-        });
-    }
+    };
 
     if raw.login.per_user == 0 || raw.login.per_address == 0 {
         return Err(ConfigError::new(
@@ -558,6 +562,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     }
 
     Ok(Config {
+        mode,
         server,
         admin,
         headers,

@@ -8,6 +8,8 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    #[serde(default = "default_mode")]
+    pub mode: String,
     #[serde(default)]
     pub server: RawServer,
     #[serde(default)]
@@ -29,6 +31,7 @@ pub struct RawConfig {
     pub tokens: RawTokens,
     #[serde(default)]
     pub users: Vec<RawUser>,
+    pub users_file: Option<String>,
     pub assertion: Option<RawAssertion>,
     #[serde(default)]
     pub login: RawLogin,
@@ -80,12 +83,26 @@ impl Default for RawCache {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSessions {
     pub ttl: String,
+    pub pending_ttl: String,
+    pub reissue_ttl: String,
+    pub reissue_grace: String,
+    pub idle_ttl: Option<String>,
 }
 
 impl Default for RawSessions {
     fn default() -> Self {
-        RawSessions { ttl: "14d".into() }
+        RawSessions {
+            ttl: "14d".into(),
+            pending_ttl: "10m".into(),
+            reissue_ttl: "14d".into(),
+            reissue_grace: "3s".into(),
+            idle_ttl: None,
+        }
     }
+}
+
+fn default_mode() -> String {
+    "multi-user".into()
 }
 
 #[derive(Debug, Deserialize)]

@@ -31,6 +31,8 @@ pub struct Live {
     pub header_values: [HeaderValue; 6],
     /// Signed `X-Auth-Jwt` values by route index, with their expiry.
     assertions: std::sync::Mutex<Vec<(usize, u64, HeaderValue)>>,
+    /// With an idle limit: when this instance last recorded a use in the store.
+    pub(super) touched: AtomicU64,
 }
 
 impl Live {
@@ -47,11 +49,28 @@ impl Live {
             value(session.ends_at().to_string()),
         ];
         Some(Live {
+            touched: AtomicU64::new(session.last_used),
             session,
             secret_hash,
             header_values,
             assertions: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Single-user mode's identity: the local user, in a session that is never stored.
+    pub fn local(user: &User) -> Option<Arc<Live>> {
+        let now = now();
+        Live::new(Session {
+            id: "0".repeat(32),
+            secret_hash: "0".repeat(64),
+            state: State::Active,
+            user: Some(user.clone()),
+            created: now,
+            last_used: now,
+            expires: now.saturating_add(10 * 365 * 86400),
+            ..Session::default()
+        })
+        .map(Arc::new)
     }
 
     /// The cached assertion for `route` if it has more than `min_left` seconds left, else a
@@ -124,6 +143,28 @@ impl Expiry<SessionId, Entry> for Lifetimes {
     }
 }
 
+/// Session lifetimes (`[sessions]`).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub ttl: Duration,
+    pub pending_ttl: Duration,
+    pub reissue_ttl: Duration,
+    pub reissue_grace: Duration,
+    pub idle_ttl: Option<Duration>,
+}
+
+impl SessionSettings {
+    pub fn from_config(c: &crate::config::SessionsConfig) -> SessionSettings {
+        SessionSettings {
+            ttl: c.ttl,
+            pending_ttl: c.pending_ttl,
+            reissue_ttl: c.reissue_ttl,
+            reissue_grace: c.reissue_grace,
+            idle_ttl: c.idle_ttl,
+        }
+    }
+}
+
 pub struct CacheSettings {
     pub max_entries: u64,
     pub ttl: Duration,
@@ -142,28 +183,36 @@ pub enum Found {
 
 pub struct Sessions {
     pub store: Store,
-    keys: TokenKeys,
+    pub(super) keys: TokenKeys,
+    pub(super) settings: SessionSettings,
     cache: Cache<SessionId, Entry>,
+    changes: tokio::sync::broadcast::Sender<Arc<str>>,
     store_lookups: AtomicU64,
     revocations_published: AtomicU64,
 }
 
 impl Sessions {
-    pub fn new(store: Store, keys: TokenKeys, settings: CacheSettings) -> Sessions {
-        let cache = Cache::builder()
-            .max_capacity(settings.max_entries)
-            .expire_after(Lifetimes {
-                ttl: settings.ttl,
-                negative_ttl: settings.negative_ttl,
-            })
-            .build();
+    pub fn new(store: Store, keys: TokenKeys, cache: CacheSettings, settings: SessionSettings) -> Sessions {
+        let (changes, _) = tokio::sync::broadcast::channel(1024);
         Sessions {
             store,
             keys,
-            cache,
+            settings,
+            cache: Cache::builder()
+                .max_capacity(cache.max_entries)
+                .expire_after(Lifetimes {
+                    ttl: cache.ttl,
+                    negative_ttl: cache.negative_ttl,
+                })
+                .build(),
+            changes,
             store_lookups: AtomicU64::new(0),
             revocations_published: AtomicU64::new(0),
         }
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
     }
 
     /// How many store lookups the proxy path has made (tests and metrics).
@@ -210,6 +259,9 @@ impl Sessions {
         }
         let now = now();
         Ok(if live.session.is_active(now) {
+            if live.session.idle_ttl.is_some() {
+                self.touch(&live, now).await;
+            }
             Found::Active(live)
         } else if live.session.state == State::Pending && live.session.is_live(now) {
             Found::Pending(live)
@@ -218,60 +270,10 @@ impl Sessions {
         })
     }
 
-    /// Creates an active session for `user`, lasting `ttl`; returns its token and record.
-    pub async fn create_active(
-        &self,
-        user: &User,
-        ttl: Duration,
-        meta: Meta,
-    ) -> Result<(String, Session), CreateError> {
-        let minted = self.keys.mint().map_err(|e| CreateError::Token(e.to_string()))?;
-        let now = now();
-        let session = Session {
-            id: token::id_hex(&minted.id),
-            secret_hash: token::hex(&minted.secret_hash),
-            state: State::Active,
-            user: Some(user.clone()),
-            device_uuid: meta.device_uuid,
-            created: now,
-            last_used: now,
-            expires: now.saturating_add(ttl.as_secs()),
-            idle_ttl: None,
-            ip: meta.ip,
-            user_agent: meta.user_agent,
-            extra: Default::default(),
-        };
-        self.store.put(&session).await.map_err(CreateError::Store)?;
-        // A negative entry for this id (impossible in practice: ids are random) must not linger.
-        self.cache.invalidate(&minted.id).await;
-        Ok((minted.token, session))
-    }
-
-    /// Gives a session a new token (new secret, same id) and a renewed expiry; the old token
-    /// stops working here at once and, with redis, on every other instance.
-    pub async fn rotate(&self, live: &Live, ttl: Duration) -> Result<(String, Session), CreateError> {
-        let id =
-            token::parse_id(&live.session.id).ok_or_else(|| CreateError::Token("bad session id".into()))?;
-        let minted = self
-            .keys
-            .mint_for(id)
-            .map_err(|e| CreateError::Token(e.to_string()))?;
-        let mut session = live.session.clone();
-        let now = now();
-        session.secret_hash = token::hex(&minted.secret_hash);
-        session.expires = now.saturating_add(ttl.as_secs());
-        session.last_used = now;
-        self.store.put(&session).await.map_err(CreateError::Store)?;
-        self.forget(&session.id).await;
-        self.publish(&session.id).await;
-        Ok((minted.token, session))
-    }
-
     /// Ends a session everywhere: store, this cache, and (redis) every other instance's cache.
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
         let removed = self.store.delete(id).await?.is_some();
-        self.forget(id).await;
-        self.publish(id).await;
+        self.changed(id).await;
         Ok(removed)
     }
 
@@ -279,10 +281,22 @@ impl Sessions {
     pub async fn revoke_user(&self, username: &str) -> Result<Vec<String>, StoreError> {
         let ids = self.store.delete_user(username).await?;
         for id in &ids {
-            self.forget(id).await;
-            self.publish(id).await;
+            self.changed(id).await;
         }
         Ok(ids)
+    }
+
+    /// A stored session changed (revoked, rotated, activated): this instance's cache drops it,
+    /// its waiters (`/auth/status`) look again, and other instances hear of it.
+    pub(super) async fn changed(&self, id: &str) {
+        self.forget(id).await;
+        let _ = self.changes.send(id.into());
+        self.publish(id).await;
+    }
+
+    /// Ids of sessions that changed, here or (redis) on another instance; `*` means "any".
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.changes.subscribe()
     }
 
     async fn publish(&self, id: &str) {
@@ -317,8 +331,14 @@ impl Sessions {
     pub async fn follow(&self, mut rx: tokio::sync::mpsc::UnboundedReceiver<Revocation>) {
         while let Some(r) = rx.recv().await {
             match r {
-                Revocation::One(id) => self.forget(&id).await,
-                Revocation::All => self.forget_all(),
+                Revocation::One(id) => {
+                    self.forget(&id).await;
+                    let _ = self.changes.send(id.into());
+                }
+                Revocation::All => {
+                    self.forget_all();
+                    let _ = self.changes.send("*".into());
+                }
             }
         }
     }

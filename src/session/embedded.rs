@@ -78,6 +78,17 @@ impl EmbeddedStore {
     }
 
     pub async fn put(&self, session: &Session) -> Result<(), StoreError> {
+        self.write_if(session, None).await.map(|_| ())
+    }
+
+    /// redb has one writer at a time, so reading the version and writing inside one write
+    /// transaction is atomic.
+    pub async fn swap(&self, session: &Session, expected: Option<u64>) -> Result<bool, StoreError> {
+        self.write_if(session, Some(expected)).await
+    }
+
+    /// Writes `session`; with `check`, only if the stored live version equals it.
+    async fn write_if(&self, session: &Session, check: Option<Option<u64>>) -> Result<bool, StoreError> {
         let bytes = encode(session)?;
         let session = session.clone();
         self.blocking(move |me| {
@@ -85,6 +96,17 @@ impl EmbeddedStore {
                 let mut sessions = txn.open_table(SESSIONS)?;
                 let mut by_user = txn.open_table(BY_USER)?;
                 let mut by_end = txn.open_table(BY_END)?;
+                if let Some(expected) = check {
+                    let now = super::now();
+                    let current = sessions
+                        .get(session.id.as_str())?
+                        .and_then(|g| decode(g.value()).ok())
+                        .filter(|s| s.is_live(now))
+                        .map(|s| s.version);
+                    if current != expected {
+                        return Ok(false);
+                    }
+                }
                 let old = sessions
                     .insert(session.id.as_str(), bytes.as_slice())?
                     .map(|g| decode(g.value()));
@@ -95,7 +117,7 @@ impl EmbeddedStore {
                     by_user.insert((u.username.as_str(), session.id.as_str()), ())?;
                 }
                 by_end.insert((session.ends_at(), session.id.as_str()), ())?;
-                Ok(())
+                Ok(true)
             })
         })
         .await

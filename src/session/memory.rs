@@ -17,6 +17,18 @@ struct Inner {
 }
 
 impl Inner {
+    fn insert(&mut self, session: &Session) {
+        if let Some(old) = self.sessions.insert(session.id.clone(), session.clone()) {
+            self.unlink(&old);
+        }
+        if let Some(u) = &session.user {
+            self.by_user
+                .entry(u.username.clone())
+                .or_default()
+                .insert(session.id.clone());
+        }
+    }
+
     fn unlink(&mut self, s: &Session) {
         if let Some(u) = &s.user
             && let Some(set) = self.by_user.get_mut(&u.username)
@@ -46,17 +58,22 @@ impl MemoryStore {
     }
 
     pub fn put(&self, session: &Session) {
+        self.lock().insert(session);
+    }
+
+    pub fn swap(&self, session: &Session, expected: Option<u64>) -> bool {
+        let now = super::now();
         let mut inner = self.lock();
-        if let Some(old) = inner.sessions.insert(session.id.clone(), session.clone()) {
-            inner.unlink(&old);
+        let current = inner
+            .sessions
+            .get(&session.id)
+            .filter(|s| s.is_live(now))
+            .map(|s| s.version);
+        if current != expected {
+            return false;
         }
-        if let Some(u) = &session.user {
-            inner
-                .by_user
-                .entry(u.username.clone())
-                .or_default()
-                .insert(session.id.clone());
-        }
+        inner.insert(session);
+        true
     }
 
     pub fn delete(&self, id: &str) -> Option<Session> {

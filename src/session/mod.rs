@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod embedded;
+pub mod lifecycle;
 pub mod memory;
 pub mod redis;
 pub mod service;
@@ -30,16 +31,17 @@ pub struct User {
     pub roles: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Created without credentials; waits for a browser login (SPEC §2.1).
+    #[default]
     Pending,
     Active,
 }
 
 /// A server-side session, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     /// 32 hex digits; not a secret (logged, injected as X-Auth-Session-Id).
     pub id: String,
@@ -64,6 +66,36 @@ pub struct Session {
     /// Room for attributes an operator or a later feature attaches.
     #[serde(default)]
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Bumped by every change; `Store::swap` writes only over the version it read, so
+    /// concurrent changes (two reissues, two logins for one code) cannot both win.
+    #[serde(default)]
+    pub version: u64,
+    /// A pending session's code, shown on the device and on the login page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_code: Option<String>,
+    /// SHA-256 of the current single-use reissue token's secret, hex (SPEC §2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue_hash: Option<String>,
+    /// When the current reissue token stops working, unix seconds.
+    #[serde(default)]
+    pub reissue_expires: u64,
+    /// The reissue token used last and when (unix milliseconds): presenting it again within
+    /// the grace window is a race, later it is theft.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_reissue: Option<UsedReissue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsedReissue {
+    pub hash: String,
+    pub used_at_ms: u64,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Session {

@@ -113,6 +113,50 @@ impl RedisStore {
             )
             .await
             .map_err(unavailable)?;
+        self.index(session).await
+    }
+
+    /// Compare-and-set in one Lua script (atomic on the server; one key, so Cluster-safe).
+    /// The per-user index is updated afterwards: a session never changes user, so only its
+    /// score (end) moves, and a lost race there costs at most a stale score.
+    pub async fn swap(&self, session: &Session, expected: Option<u64>) -> Result<bool, StoreError> {
+        const SWAP: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if not ok or ARGV[1] == '' or tostring(decoded.version) ~= ARGV[1] then return 0 end
+elseif ARGV[1] ~= '' then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EXAT', ARGV[3])
+return 1
+"#;
+        self.ready()?;
+        let bytes = encode(session)?;
+        let expected = expected.map(|v| v.to_string()).unwrap_or_default();
+        let end = session.ends_at().to_string();
+        let written: i64 = self
+            .client
+            .eval(
+                SWAP,
+                vec![self.session_key(&session.id)],
+                vec![
+                    Value::from(expected),
+                    Value::Bytes(bytes.into()),
+                    Value::from(end),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        if written == 1 {
+            self.index(session).await?;
+        }
+        Ok(written == 1)
+    }
+
+    /// Keeps `<prefix>:u:{user}` in step with a written session.
+    async fn index(&self, session: &Session) -> Result<(), StoreError> {
+        let end = session.ends_at() as i64;
         if let Some(u) = &session.user {
             let key = self.user_key(&u.username);
             let now = super::now() as f64;

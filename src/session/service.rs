@@ -3,7 +3,7 @@
 //! keys, then runs the housekeeping — the expiry sweep (memory, embedded) and applying
 //! revocations heard from other instances (redis) — until the gateway stops.
 
-use super::cache::{CacheSettings, Sessions};
+use super::cache::{CacheSettings, SessionSettings, Sessions};
 use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
@@ -27,6 +27,7 @@ pub fn start(config: &Config, cancel: CancellationToken) -> Result<(Arc<Sessions
         ttl: config.cache.ttl,
         negative_ttl: config.cache.negative_ttl,
     };
+    let lifetimes = SessionSettings::from_config(&config.sessions);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("sessions".into())
@@ -39,7 +40,7 @@ pub fn start(config: &Config, cancel: CancellationToken) -> Result<(Arc<Sessions
                 }
             };
             runtime.block_on(async move {
-                let opened = open(&store_config, secrets, settings).await;
+                let opened = open(&store_config, secrets, settings, lifetimes).await;
                 let sessions = match opened {
                     Ok(s) => Arc::new(s),
                     Err(e) => {
@@ -88,6 +89,7 @@ async fn open(
     config: &StoreConfig,
     secrets: Vec<Vec<u8>>,
     settings: CacheSettings,
+    lifetimes: SessionSettings,
 ) -> Result<Sessions, String> {
     let (store, secrets) = match config {
         StoreConfig::Memory => (Store::Memory(MemoryStore::new()), or_random(secrets)?),
@@ -107,7 +109,12 @@ async fn open(
             (Store::Redis(store), secrets)
         }
     };
-    Ok(Sessions::new(store, TokenKeys::new(&secrets), settings))
+    Ok(Sessions::new(
+        store,
+        TokenKeys::new(&secrets),
+        settings,
+        lifetimes,
+    ))
 }
 
 fn or_random(secrets: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>, String> {

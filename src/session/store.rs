@@ -57,6 +57,17 @@ impl Store {
         }
     }
 
+    /// Writes `session` only if the stored live session with its id has version `expected`
+    /// (`None`: only if there is none) — atomically, in every store. Returns whether it wrote;
+    /// the caller bumps `session.version` itself.
+    pub async fn swap(&self, session: &Session, expected: Option<u64>) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(s) => Ok(s.swap(session, expected)),
+            Store::Embedded(s) => s.swap(session, expected).await,
+            Store::Redis(s) => s.swap(session, expected).await,
+        }
+    }
+
     /// Removes a session; returns it if it existed.
     pub async fn delete(&self, id: &str) -> Result<Option<Session>, StoreError> {
         match self {

@@ -7,13 +7,45 @@
 //! - The store keeps SHA-256(secret), never the token; the session id is not a secret (it is
 //!   logged and injected) and cannot be turned into a token without the secret.
 //! - Extraction never panics and never allocates for hostile input beyond the fixed-size parse.
+//! - Reissue tokens (SPEC §2.3) have the same shape with `pcr_` and their own tag domain, so one
+//!   kind can never be presented as the other. The pair a reissue hands out is derived from the
+//!   used reissue secret (HMAC with the first key), so a racing second presenter within the
+//!   grace window receives the same pair without the store ever holding a token.
+//! - A pending session's id is derived from its user code (HMAC), so the login page finds the
+//!   session from the code alone and the id reveals nothing about the code.
 
 use aws_lc_rs::{constant_time, digest, hmac, rand as lc_rand};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 pub const PREFIX: &str = "pc1_";
+pub const REISSUE_PREFIX: &str = "pcr_";
 const RAW_LEN: usize = 16 + 32 + 16;
+
+/// What a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Presented on every request (`Authorization: Bearer`, the cookie).
+    Auth,
+    /// Presented once to `POST /sessions/reissue`.
+    Reissue,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Auth => PREFIX,
+            Kind::Reissue => REISSUE_PREFIX,
+        }
+    }
+
+    fn domain(self) -> &'static [u8] {
+        match self {
+            Kind::Auth => b"pc1",
+            Kind::Reissue => b"pcr",
+        }
+    }
+}
 /// Length of every token this gateway mints.
 pub const TOKEN_LEN: usize = PREFIX.len() + 86;
 /// The most credential bytes ever looked at (SPEC §1.4).
@@ -85,6 +117,8 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<(), TokenError> {
 pub enum TokenError {
     #[error("the system random number generator failed")]
     Random,
+    #[error("no token key is configured")]
+    NoKey,
 }
 
 impl TokenKeys {
@@ -98,15 +132,72 @@ impl TokenKeys {
         }
     }
 
-    fn tag(key: &hmac::Key, id: &[u8], secret: &[u8]) -> [u8; 16] {
-        let mut ctx = hmac::Context::with_key(key);
-        ctx.update(b"pc1");
-        ctx.update(id);
-        ctx.update(secret);
-        let full = ctx.sign();
+    fn tag(key: &hmac::Key, kind: Kind, id: &[u8], secret: &[u8]) -> [u8; 16] {
         let mut out = [0u8; 16];
-        out.copy_from_slice(&full.as_ref()[..16]);
+        out.copy_from_slice(&Self::mac(key, kind.domain(), id, secret)[..16]);
         out
+    }
+
+    fn mac(key: &hmac::Key, domain: &[u8], id: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(key);
+        ctx.update(domain);
+        ctx.update(id);
+        ctx.update(data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    fn first(&self) -> Result<&hmac::Key, TokenError> {
+        self.keys.first().ok_or(TokenError::NoKey)
+    }
+
+    /// A token of `kind` for `id` with this secret.
+    pub fn mint_with(&self, kind: Kind, id: SessionId, secret: &[u8; 32]) -> Result<Minted, TokenError> {
+        let tag = Self::tag(self.first()?, kind, &id, secret);
+        let mut raw = [0u8; RAW_LEN];
+        raw[..16].copy_from_slice(&id);
+        raw[16..48].copy_from_slice(secret);
+        raw[48..].copy_from_slice(&tag);
+        let mut token = String::with_capacity(TOKEN_LEN);
+        token.push_str(kind.prefix());
+        URL_SAFE_NO_PAD.encode_string(raw, &mut token);
+        Ok(Minted {
+            token,
+            id,
+            secret_hash: secret_hash(secret),
+        })
+    }
+
+    /// A fresh random secret of `kind` for `id`.
+    pub fn mint_random(&self, kind: Kind, id: SessionId) -> Result<Minted, TokenError> {
+        let mut secret = [0u8; 32];
+        random_bytes(&mut secret)?;
+        self.mint_with(kind, id, &secret)
+    }
+
+    /// The auth and reissue tokens that follow the reissue token with `used_secret`.
+    pub fn next_pair(&self, id: SessionId, used_secret: &[u8; 32]) -> Result<(Minted, Minted), TokenError> {
+        let key = self.first()?;
+        let auth = Self::mac(key, b"pc1-next-auth", &id, used_secret);
+        let reissue = Self::mac(key, b"pc1-next-reissue", &id, used_secret);
+        Ok((
+            self.mint_with(Kind::Auth, id, &auth)?,
+            self.mint_with(Kind::Reissue, id, &reissue)?,
+        ))
+    }
+
+    /// The session id a pending session with this user code has under each key (the first
+    /// is the one new sessions get; the others find sessions made before a key rotation).
+    pub fn code_ids(&self, code: &str) -> Vec<SessionId> {
+        self.keys
+            .iter()
+            .map(|k| {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&Self::mac(k, b"pc1-code", b"", code.as_bytes())[..16]);
+                id
+            })
+            .collect()
     }
 
     /// A new token for a new session id.
@@ -118,24 +209,7 @@ impl TokenKeys {
 
     /// A new token (new secret) for an existing session id: renewing rotates the secret.
     pub fn mint_for(&self, id: SessionId) -> Result<Minted, TokenError> {
-        let Some(key) = self.keys.first() else {
-            return Err(TokenError::Random);
-        };
-        let mut secret = [0u8; 32];
-        random_bytes(&mut secret)?;
-        let tag = Self::tag(key, &id, &secret);
-        let mut raw = [0u8; RAW_LEN];
-        raw[..16].copy_from_slice(&id);
-        raw[16..48].copy_from_slice(&secret);
-        raw[48..].copy_from_slice(&tag);
-        let mut token = String::with_capacity(TOKEN_LEN);
-        token.push_str(PREFIX);
-        URL_SAFE_NO_PAD.encode_string(raw, &mut token);
-        Ok(Minted {
-            token,
-            id,
-            secret_hash: secret_hash(&secret),
-        })
+        self.mint_random(Kind::Auth, id)
     }
 
     /// Checks a presented token completely (shape and tag) without any store lookup.
@@ -147,28 +221,40 @@ impl TokenKeys {
     /// Whether the tag of a parsed token was made with one of our keys.
     pub fn genuine(&self, parsed: &Parsed) -> bool {
         let (id, secret, tag) = parsed.parts();
-        self.keys
-            .iter()
-            .any(|k| constant_time::verify_slices_are_equal(&Self::tag(k, id, secret), tag).is_ok())
+        self.keys.iter().any(|k| {
+            constant_time::verify_slices_are_equal(&Self::tag(k, parsed.kind, id, secret), tag).is_ok()
+        })
     }
 }
 
 /// A token split into its parts, tag not yet checked.
 pub struct Parsed {
+    kind: Kind,
     raw: [u8; RAW_LEN + 2],
 }
 
 impl Parsed {
-    /// Shape only: prefix, length, base64url.
+    /// An auth token's shape only: prefix, length, base64url.
     pub fn new(token: &str) -> Option<Parsed> {
-        if token.len() != TOKEN_LEN || !token.starts_with(PREFIX) {
+        Parsed::of(Kind::Auth, token)
+    }
+
+    pub fn of(kind: Kind, token: &str) -> Option<Parsed> {
+        let prefix = kind.prefix();
+        if token.len() != TOKEN_LEN || !token.starts_with(prefix) {
             return None;
         }
         let mut raw = [0u8; RAW_LEN + 2];
         let n = URL_SAFE_NO_PAD
-            .decode_slice(&token.as_bytes()[PREFIX.len()..], &mut raw)
+            .decode_slice(&token.as_bytes()[prefix.len()..], &mut raw)
             .ok()?;
-        (n == RAW_LEN).then_some(Parsed { raw })
+        (n == RAW_LEN).then_some(Parsed { kind, raw })
+    }
+
+    pub fn secret(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.parts().1);
+        out
     }
 
     fn parts(&self) -> (&[u8], &[u8], &[u8]) {
@@ -254,6 +340,30 @@ mod tests {
             old.verify(&fresh).is_none(),
             "new tokens are tagged with the first key"
         );
+    }
+
+    #[test]
+    fn kinds_do_not_cross_and_next_pairs_are_deterministic() {
+        let keys = TokenKeys::new(&[b"k1-0123456789abcdef0123456789abcdef".as_slice()]);
+        let r = keys.mint_random(Kind::Reissue, [7; 16]).unwrap();
+        assert!(r.token.starts_with("pcr_"));
+        assert!(
+            keys.verify(&r.token).is_none(),
+            "a reissue token is not an auth token"
+        );
+        let as_auth = format!("pc1_{}", &r.token[4..]);
+        assert!(keys.verify(&as_auth).is_none(), "nor does renaming it make one");
+        let parsed = Parsed::of(Kind::Reissue, &r.token).unwrap();
+        assert!(keys.genuine(&parsed));
+        let (a1, r1) = keys.next_pair([7; 16], &parsed.secret()).unwrap();
+        let (a2, r2) = keys.next_pair([7; 16], &parsed.secret()).unwrap();
+        assert_eq!(
+            (a1.token.as_str(), r1.token.as_str()),
+            (a2.token.as_str(), r2.token.as_str())
+        );
+        assert_ne!(r1.token, r.token);
+        assert!(keys.verify(&a1.token).is_some());
+        assert_ne!(keys.code_ids("BCDF-GHJK"), keys.code_ids("BCDF-GHJL"));
     }
 
     #[test]

@@ -1,0 +1,107 @@
+//! The store protocol's sessions (SPEC §2.1, seed 000): `POST /sessions` without a body makes a
+//! pending session — a token that works for nothing until a person logs it in on the login
+//! page with the session's user code — and `POST /sessions/renew` trades a live token for a new
+//! one (same session, new secret, renewed end).
+
+use super::cookie::{current, store_down};
+use crate::body::ProxyBody;
+use crate::error::{json_error, json_response};
+use crate::gateway::{ConnInfo, Shared};
+use crate::session::cache::Meta;
+use crate::session::lifecycle::{Issued, display_code};
+use http::{HeaderMap, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+/// The login page for a pending session's code.
+pub fn login_url(code: &str) -> String {
+    format!("/auth/login?code={}", display_code(code))
+}
+
+/// Where a session is made from, as `GET /sessions` shows it later.
+pub fn meta(conn: &ConnInfo, headers: &HeaderMap, device_uuid: Option<String>) -> Meta {
+    Meta {
+        ip: Some(conn.peer.ip().to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+        device_uuid,
+    }
+}
+
+/// `POST /sessions` with no body: 201 `{"token", "status": "pending", "exp", "user_code",
+/// "login_url"}`. In single-user mode the token is active at once, for the local user.
+pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Response<ProxyBody> {
+    if let Some(local) = &shared.api.single_user {
+        return match shared
+            .sessions
+            .create_active(local, None, meta(conn, headers, None))
+            .await
+        {
+            Ok(issued) => {
+                let body = serde_json::json!({
+                    "token": issued.token,
+                    "status": "active",
+                    "exp": issued.session.ends_at(),
+                    "user_id": local.id,
+                    "username": local.username,
+                    "user_uuid": local.uuid,
+                });
+                json_response(StatusCode::CREATED, body.to_string())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a session");
+                store_down()
+            }
+        };
+    }
+    match shared.sessions.create_pending(meta(conn, headers, None)).await {
+        Ok((token, session)) => {
+            let code = session.user_code.as_deref().unwrap_or("");
+            let body = serde_json::json!({
+                "token": token,
+                "status": "pending",
+                "exp": session.ends_at(),
+                "user_code": display_code(code),
+                "login_url": login_url(code),
+            });
+            json_response(StatusCode::CREATED, body.to_string())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create a pending session");
+            store_down()
+        }
+    }
+}
+
+/// The SessionService's create/reissue response body (SPEC §2.2), as JSON.
+pub fn issued_json(issued: &Issued) -> String {
+    let user = issued.session.user.as_ref();
+    serde_json::json!({
+        "auth_token": issued.token,
+        "reissue_token": issued.reissue_token,
+        "exp": issued.session.ends_at(),
+        "user_id": user.map(|u| u.id),
+        "username": user.map(|u| u.username.as_str()),
+        "user_uuid": user.map(|u| u.uuid.as_str()),
+    })
+    .to_string()
+}
+
+/// `POST /sessions/renew` with a live token: 201 with a new token and reissue token for the
+/// same session; the old token stops working at once, here and on every instance.
+pub async fn renew(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let live = match current(shared, conn, req.headers()).await {
+        Err(resp) => return resp,
+        Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(Some(live)) => live,
+    };
+    match shared.sessions.rotate(&live.session.id).await {
+        Ok(Some(issued)) => json_response(StatusCode::CREATED, issued_json(&issued)),
+        Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Err(e) => {
+            tracing::warn!(error = %e, "renew failed");
+            store_down()
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The store protocol's status socket (SPEC §2.1): WebSocket `GET /auth/status?token=…` (or the
+//! token in `Authorization` on the upgrade). Text frames: `{"status": "pending"}` at once,
+//! `{"status": "OK", "user": {…}}` the moment the session is activated, `{"status": "expired"}`
+//! when the pending session ends; `{"status": "invalid"}` for a token that is not (or no
+//! longer) a live session. Each is followed by a normal close, except `pending`.
+//!
+//! Pushed, not polled: the socket waits on `Sessions::changes`, which carries every change made
+//! on this instance and, with redis, those published by the others. A slow safety re-check
+//! (every 30 s) bounds the wait should a published message be lost. The token travels in the
+//! query string, which the access log never records.
+
+use super::forms;
+use crate::auth;
+use crate::body::ProxyBody;
+use crate::error::json_error;
+use crate::gateway::{ConnInfo, Shared};
+use crate::proxy::headers::upgrade_request;
+use crate::session::cache::{Found, Sessions};
+use crate::session::{now, token};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, Request, Response, StatusCode, Version, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
+
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Accepts the upgrade and hands the socket to its own task.
+pub fn socket(shared: &Shared, _conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let is_websocket = req.version() == Version::HTTP_11
+        && upgrade_request(req.headers()).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let key = req.headers().get("sec-websocket-key").cloned();
+    let (true, Some(key)) = (is_websocket, key) else {
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            "connect with a WebSocket (HTTP/1.1 Upgrade)",
+        );
+    };
+    let token = forms::query_param(req.uri().query(), "token")
+        .or_else(|| auth::bearer(req.headers()).ok().flatten().map(str::to_string))
+        .unwrap_or_default();
+    let sessions = shared.sessions.clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        watch(ws, &sessions, &token).await;
+    });
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        h.insert("sec-websocket-accept", v);
+    }
+    resp
+}
+
+enum Seen {
+    Pending {
+        ends: u64,
+    },
+    Active(String),
+    /// `expired` when its time ran out, else `invalid`.
+    Gone,
+}
+
+async fn look(sessions: &Sessions, token: &str) -> Result<Seen, ()> {
+    match sessions.authenticate(token).await {
+        Ok(Found::Pending(live)) => Ok(Seen::Pending {
+            ends: live.session.ends_at(),
+        }),
+        Ok(Found::Active(live)) => Ok(Seen::Active(super::cookie::user_json(&live.session))),
+        Ok(Found::Nothing) => Ok(Seen::Gone),
+        Err(_) => Err(()),
+    }
+}
+
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn finish(ws: &mut Socket, status: &str, user: Option<&str>) {
+    let text = match user {
+        Some(user) => format!("{{\"status\":\"{status}\",\"user\":{user}}}"),
+        None => format!("{{\"status\":\"{status}\"}}"),
+    };
+    let _ = ws.send(Message::text(text)).await;
+    let _ = ws
+        .close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await;
+}
+
+async fn watch(mut ws: Socket, sessions: &Arc<Sessions>, token: &str) {
+    // Subscribe before the first look, so an activation between the two is not missed.
+    let mut changes = sessions.changes();
+    let id = token::Parsed::new(token).map(|p| token::id_hex(&p.id()));
+    let mut ends = match look(sessions, token).await {
+        Ok(Seen::Pending { ends }) => ends,
+        Ok(Seen::Active(user)) => return finish(&mut ws, "OK", Some(&user)).await,
+        Ok(Seen::Gone) | Err(()) => return finish(&mut ws, "invalid", None).await,
+    };
+    if ws.send(Message::text("{\"status\":\"pending\"}")).await.is_err() {
+        return;
+    }
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.tick().await;
+    loop {
+        let left = Duration::from_secs(ends.saturating_sub(now()));
+        let look_again = tokio::select! {
+            change = changes.recv() => match change {
+                Ok(changed) => &*changed == "*" || Some(&*changed) == id.as_deref(),
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return,
+            },
+            _ = tokio::time::sleep(left) => return finish(&mut ws, "expired", None).await,
+            _ = recheck.tick() => true,
+            incoming = ws.next() => match incoming {
+                // The client left (or sent a close): nothing more to say.
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => false,
+            },
+        };
+        if !look_again {
+            continue;
+        }
+        match look(sessions, token).await {
+            Ok(Seen::Pending { ends: e }) => ends = e,
+            Ok(Seen::Active(user)) => return finish(&mut ws, "OK", Some(&user)).await,
+            Ok(Seen::Gone) if now() >= ends => return finish(&mut ws, "expired", None).await,
+            Ok(Seen::Gone) => return finish(&mut ws, "invalid", None).await,
+            // The store is down: keep waiting; the next change or re-check looks again.
+            Err(()) => {}
+        }
+    }
+}
