@@ -13,7 +13,7 @@
 
 use super::store::{Store, StoreError};
 use super::token::{self, SessionId, TokenKeys};
-use super::{Session, State, User, now};
+use super::{Session, State, User, now, now_ms};
 use http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
@@ -120,8 +120,10 @@ impl Lifetimes {
         match entry {
             None => self.negative_ttl,
             Some(live) => {
-                let left = live.session.ends_at().saturating_sub(now());
-                self.ttl.min(Duration::from_secs(left))
+                // To the millisecond: an entry must leave the cache the moment its session
+                // ends (with an idle limit, another instance may have extended it since).
+                let left = live.session.ends_at().saturating_mul(1000).saturating_sub(now_ms());
+                self.ttl.min(Duration::from_millis(left))
             }
         }
     }

@@ -346,7 +346,9 @@ impl Sessions {
     }
 
     /// With `sessions.idle_ttl`: records a use in the store at most every quarter of the idle
-    /// limit per session and instance. A failed or lost touch only shortens the session.
+    /// limit (at least a second) per session and instance. A failed or lost touch only
+    /// shortens the session. Uses are recorded to the second, so a session ends between
+    /// `idle_ttl - 1s` and `idle_ttl` after its last use.
     pub(super) async fn touch(&self, live: &Live, now: u64) {
         let Some(idle) = live.session.idle_ttl else {
             return;
@@ -373,7 +375,9 @@ impl Sessions {
             let mut new = bump(&old, old.clone());
             new.last_used = new.last_used.max(now);
             match self.store.swap(&new, Some(old.version)).await {
-                Ok(true) | Err(_) => return,
+                // The cached copy still has the old end; the next request reads the new one.
+                Ok(true) => return self.forget(&new.id).await,
+                Err(_) => return,
                 Ok(false) => continue,
             }
         }
