@@ -90,3 +90,63 @@ pub async fn mint(
     }
     Ok(tokens)
 }
+
+/// `GET /admin/sessions?user=NAME`: the admin API's JSON.
+pub async fn list_sessions(config: &Config, user: &str) -> Result<serde_json::Value, CliError> {
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("user", user)
+        .finish();
+    admin_call(
+        config,
+        http::Method::GET,
+        &format!("/admin/sessions?{query}"),
+        None,
+    )
+    .await
+}
+
+/// The listing as an aligned table, one session a line.
+pub fn sessions_table(list: &serde_json::Value) -> String {
+    let mut out = format!(
+        "{:<32}  {:<20}  {:>10}  {:>10}  {:>10}  {}\n",
+        "ID", "DEVICE", "CREATED", "LAST USED", "ENDS", "ADDRESS"
+    );
+    for s in list["sessions"].as_array().into_iter().flatten() {
+        let text = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+        let number = |k: &str| s[k].as_u64().map_or("-".into(), |n| n.to_string());
+        out.push_str(&format!(
+            "{:<32}  {:<20}  {:>10}  {:>10}  {:>10}  {}\n",
+            text("id"),
+            text("device_uuid"),
+            number("created"),
+            number("last_used"),
+            number("expires"),
+            text("ip"),
+        ));
+    }
+    out
+}
+
+/// Revokes one session by id, or all of a user's; returns how many ended.
+pub async fn revoke(config: &Config, id: Option<&str>, user: Option<&str>) -> Result<usize, CliError> {
+    let path = match (id, user) {
+        (Some(id), _) => format!("/admin/sessions/{}", encode_segment(id)),
+        (None, Some(user)) => format!("/admin/users/{}/sessions", encode_segment(user)),
+        (None, None) => return Ok(0),
+    };
+    let answer = admin_call(config, http::Method::DELETE, &path, None).await?;
+    Ok(answer["revoked"].as_array().map_or(0, Vec::len))
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

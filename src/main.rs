@@ -62,6 +62,9 @@ enum Command {
         #[arg(long)]
         ttl: Option<String>,
     },
+    /// List or revoke sessions through the running gateway's admin API.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Read a password on stdin (one line) and print its argon2id hash for [[users]] password_hash.
     #[command(
         name = "hash-password",
@@ -76,6 +79,34 @@ enum Command {
     Whoami {
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// A user's live sessions, one a line: id, device, created, last used, ends, address.
+    #[command(after_help = "Example:\n  portcullis sessions list -c config.example.toml --user alice")]
+    List {
+        #[arg(short, long, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        user: String,
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End one session (by id) or every session of a user, on every instance.
+    #[command(
+        after_help = "Examples:\n  portcullis sessions revoke -c config.example.toml 3f2a…(32 hex digits)\n  portcullis sessions revoke -c config.example.toml --user alice"
+    )]
+    Revoke {
+        #[arg(short, long, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// The session id (32 hex digits, as `sessions list` shows it).
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -132,6 +163,32 @@ fn run(command: Command) -> Result<()> {
             for t in tokens {
                 std::io::Write::write_all(&mut out, format!("{t}\n").as_bytes())?;
             }
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::List { config, user, json }) => {
+            let cfg = Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let list = rt.block_on(portcullis::cli::list_sessions(&cfg, &user))?;
+            if json {
+                println!("{list}");
+            } else {
+                print!("{}", portcullis::cli::sessions_table(&list));
+            }
+            Ok(())
+        }
+        Command::Sessions(SessionsCommand::Revoke { config, id, user }) => {
+            let cfg = Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let revoked = rt.block_on(portcullis::cli::revoke(&cfg, id.as_deref(), user.as_deref()))?;
+            println!(
+                "revoked {} session{}",
+                revoked,
+                if revoked == 1 { "" } else { "s" }
+            );
             Ok(())
         }
         Command::HashPassword => {

@@ -58,3 +58,85 @@ async fn without_a_token_the_admin_api_is_disabled() {
     assert_eq!(json_of(&resp)["error"], "admin_disabled");
     gw.stop().await;
 }
+
+/// `portcullis mint`, `sessions list` and `sessions revoke` against a running gateway.
+#[tokio::test]
+async fn the_sessions_command_lists_and_revokes() {
+    let (up, _stop) = upstream::whoami().await;
+    let gw = Gateway::start(
+        &(base_toml() + USERS + &route("app", "/", &[up], "").replace("\"public\"", "\"authenticated\"")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli.toml");
+    let text = (base_toml() + USERS + &route("app", "/", &[up], "")).replace(
+        "[admin]\nlisten = \"127.0.0.1:0\"",
+        &format!("[admin]\nlisten = \"{}\"", gw.admin),
+    );
+    std::fs::write(&config, text).unwrap();
+    let cli = |args: &[&str]| {
+        let config = config.clone();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                    .args(&args)
+                    .arg("-c")
+                    .arg(&config)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+
+    let out = cli(&["mint", "--user", "alice", "--count", "3"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tokens: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(tokens.len(), 3);
+
+    let out = cli(&["sessions", "list", "--user", "alice", "--json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<String> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let out = cli(&["sessions", "list", "--user", "alice"]).await;
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "a header and one line a session:\n{table}"
+    );
+    assert!(table.contains(&ids[0]));
+
+    let out = cli(&["sessions", "revoke", &ids[0]]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 1 session");
+    let alive: Vec<u16> = futures_util::future::join_all(
+        tokens
+            .iter()
+            .map(|t| async { status_of(&get_with_token(gw.http, "/x", t).await) }),
+    )
+    .await;
+    assert_eq!(alive.iter().filter(|s| **s == 401).count(), 1, "{alive:?}");
+
+    let out = cli(&["sessions", "revoke", "--user", "alice"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "revoked 2 sessions");
+    for t in &tokens {
+        assert_eq!(status_of(&get_with_token(gw.http, "/x", t).await), 401);
+    }
+
+    // Neither an id nor a user: clap says what is missing.
+    let out = cli(&["sessions", "revoke"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<ID>"));
+}

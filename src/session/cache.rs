@@ -122,7 +122,11 @@ impl Lifetimes {
             Some(live) => {
                 // To the millisecond: an entry must leave the cache the moment its session
                 // ends (with an idle limit, another instance may have extended it since).
-                let left = live.session.ends_at().saturating_mul(1000).saturating_sub(now_ms());
+                let left = live
+                    .session
+                    .ends_at()
+                    .saturating_mul(1000)
+                    .saturating_sub(now_ms());
                 self.ttl.min(Duration::from_millis(left))
             }
         }
