@@ -35,6 +35,12 @@ fn each_bad_config_names_its_key() {
         (format!("{http}[cache]\nmax_entries = 0\n{ROUTE}"), "cache.max_entries"),
         (format!("{http}[sessions]\nttl = \"a while\"\n{ROUTE}"), "sessions.ttl"),
         (format!("{http}[cookie]\nname = \"bad name;\"\n{ROUTE}"), "cookie.name"),
+        (format!("mode = \"solo\"\n{http}{ROUTE}"), "mode: unknown mode \"solo\""),
+        (format!("mode = \"single-user\"\n{http}{ROUTE}"), "mode: \"single-user\" needs one [[users]] entry"),
+        (format!("{http}[sessions]\nreissue_grace = \"5m\"\n{ROUTE}"), "sessions.reissue_grace: must be at most 60s"),
+        (format!("{http}[sessions]\nidle_ttl = \"0s\"\n{ROUTE}"), "sessions.idle_ttl: must be greater than zero"),
+        (format!("{http}[sessions]\npending_ttl = \"soon\"\n{ROUTE}"), "sessions.pending_ttl: invalid duration"),
+        (format!("users_file = \"/nonexistent/users.toml\"\n{http}{ROUTE}"), "users_file: cannot read /nonexistent/users.toml"),
         (format!("{http}[[users]]\nusername = \"a b\"\nuser_id = 1\nuser_uuid = \"u\"\n{ROUTE}"), "users[0].username"),
         (
             format!("{http}[[users]]\nusername = \"a\"\nuser_id = 1\nuser_uuid = \"u\"\n[[users]]\nusername = \"b\"\nuser_id = 1\nuser_uuid = \"v\"\n{ROUTE}"),
@@ -218,4 +224,36 @@ fn cert_generate_makes_a_chain_the_gateway_serves() {
         dir.path().join("localhost-key.pem").display()
     );
     Config::from_toml(&toml, dir.path()).expect("the generated pair loads");
+}
+
+#[test]
+fn users_file_adds_users_and_names_its_bad_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let http = "[server]\nhttp_listen = \"127.0.0.1:0\"\n";
+    let config = |users_text: &str| {
+        std::fs::write(&users, users_text).unwrap();
+        Config::from_toml(
+            &format!("users_file = \"{}\"\n{http}{USERS}{ROUTE}", users.display()),
+            &repo_path(""),
+        )
+    };
+    let ok = config("[[users]]\nusername = \"carol\"\nuser_id = 3\nuser_uuid = \"c\"\n").unwrap();
+    let names: Vec<&str> = ok.users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["alice", "bob", "carol"]);
+
+    let bad = config("[[users]]\nusername = \"a b\"\nuser_id = 3\nuser_uuid = \"c\"\n")
+        .err()
+        .unwrap();
+    assert!(bad.to_string().starts_with("users_file[0].username"), "{bad}");
+    let dup = config("[[users]]\nusername = \"alice\"\nuser_id = 3\nuser_uuid = \"c\"\n")
+        .err()
+        .unwrap();
+    assert!(dup.to_string().contains("duplicate user \"alice\""), "{dup}");
+    let typo = config("[[users]]\nusername = \"carol\"\nuser_id = 3\nuser_uuid = \"c\"\nrole = [\"x\"]\n")
+        .err()
+        .unwrap();
+    assert!(typo.to_string().contains("unknown field `role`"), "{typo}");
+    let unreadable = config("[[users]\n").err().unwrap();
+    assert!(unreadable.to_string().contains("invalid TOML"), "{unreadable}");
 }
