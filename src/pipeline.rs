@@ -88,10 +88,9 @@ async fn proxy(
     if shared.access_log {
         trace.path = Some(path.to_string());
     }
-    if crate::api::owns(shared, &path) {
-        let path = path.into_owned();
+    if let Some(api_path) = crate::api::owns(shared, &path).map(str::to_string) {
         let req = Request::from_parts(parts, body);
-        return Ok(Box::pin(crate::api::answer(shared, conn, &path, req)).await);
+        return Ok(Box::pin(crate::api::answer(shared, conn, &api_path, req)).await);
     }
     let host_value = match parts.uri.authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -150,7 +149,11 @@ async fn proxy(
         Decision::Unauthenticated { presented } => {
             return Err(if auth::is_browser_navigation(&parts.method, &parts.headers) {
                 let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                GatewayError::LoginRedirect(format!("/auth/login?rd={}", auth::encode_component(target)))
+                GatewayError::LoginRedirect(format!(
+                    "{}?rd={}",
+                    shared.api.url("/auth/login"),
+                    auth::encode_component(target)
+                ))
             } else {
                 GatewayError::Unauthenticated { presented }
             });

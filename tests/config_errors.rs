@@ -36,6 +36,8 @@ fn each_bad_config_names_its_key() {
         (format!("{http}[sessions]\nttl = \"a while\"\n{ROUTE}"), "sessions.ttl"),
         (format!("{http}[cookie]\nname = \"bad name;\"\n{ROUTE}"), "cookie.name"),
         (format!("mode = \"solo\"\n{http}{ROUTE}"), "mode: unknown mode \"solo\""),
+        (format!("{http}[api]\nprefix = \"auth\"\n{ROUTE}"), "api.prefix: \"auth\" is not a plain absolute path"),
+        (format!("{http}[api]\nprefix = \"/a/../b\"\n{ROUTE}"), "api.prefix"),
         (format!("mode = \"single-user\"\n{http}{ROUTE}"), "mode: \"single-user\" needs one [[users]] entry"),
         (format!("{http}[sessions]\nreissue_grace = \"5m\"\n{ROUTE}"), "sessions.reissue_grace: must be at most 60s"),
         (format!("{http}[sessions]\nidle_ttl = \"0s\"\n{ROUTE}"), "sessions.idle_ttl: must be greater than zero"),

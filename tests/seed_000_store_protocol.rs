@@ -328,3 +328,37 @@ async fn single_user_mode_needs_no_credentials() {
     assert_eq!(a.json()["headers"]["x-auth-user"], "alice");
     assert_eq!(a.json()["headers"]["x-auth-user-id"], "1");
 }
+
+#[tokio::test]
+async fn the_api_prefix_moves_every_endpoint() {
+    let (up, _stop) = upstream::whoami().await;
+    let gw = Gateway::start(
+        &(base_toml()
+            + "\n[api]\nprefix = \"/_auth/\"\n"
+            + USERS
+            + &route("app", "/", &[up], "").replace("policy = \"public\"", "policy = \"authenticated\"")),
+    );
+    let a = http_request(gw.http, request("POST", "/_auth/sessions", None, "")).await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let login_url = a.json()["login_url"].as_str().unwrap().to_string();
+    assert!(login_url.starts_with("/_auth/auth/login?code="), "{login_url}");
+    let token = a.json()["token"].as_str().unwrap().to_string();
+    let a = http_request(gw.http, bearer(get("/_auth/users/me"), &token)).await;
+    assert_eq!(a.headers["location"], login_url.as_str());
+
+    let a = http_request(gw.http, get(&login_url)).await;
+    assert!(String::from_utf8_lossy(&a.body).contains("action=\"/_auth/auth/login\""));
+
+    // The unprefixed paths belong to the upstream now (here: behind the route's policy).
+    let mut nav = get("/users/me");
+    nav.headers_mut().insert("accept", "text/html".parse().unwrap());
+    nav.headers_mut()
+        .insert("sec-fetch-mode", "navigate".parse().unwrap());
+    let a = http_request(gw.http, nav).await;
+    assert_eq!(a.status, 302);
+    assert_eq!(a.headers["location"], "/_auth/auth/login?rd=/users/me");
+    let minted = mint(gw.admin, "alice", 1).await.remove(0);
+    let a = http_request(gw.http, bearer(get("/sessions"), &minted)).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["path"], "/sessions", "answered by the upstream");
+}

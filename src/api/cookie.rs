@@ -127,7 +127,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
     match found {
         Found::Active(live) => json_response(StatusCode::OK, user_json(&live.session)),
         Found::Pending(live) => {
-            let url = super::pending::login_url(live.session.user_code.as_deref().unwrap_or(""));
+            let url = super::pending::login_url(shared, live.session.user_code.as_deref().unwrap_or(""));
             let body = serde_json::json!({
                 "error": "login_required",
                 "message": "this session waits for a login in a browser",
@@ -143,8 +143,9 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
         }
         Found::Nothing => {
             let mut resp = json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session");
-            resp.headers_mut()
-                .insert(header::LOCATION, HeaderValue::from_static("/auth/login"));
+            if let Ok(v) = HeaderValue::from_str(&shared.api.url("/auth/login")) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             resp

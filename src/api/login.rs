@@ -38,6 +38,8 @@ pub fn escape(text: &str) -> String {
 
 /// What the page shows besides the form.
 struct Page<'a> {
+    /// Where the form posts: `<api prefix>/auth/login`.
+    action: &'a str,
     code: Option<&'a str>,
     rd: Option<&'a str>,
     username: &'a str,
@@ -72,7 +74,7 @@ fn render(page: &Page) -> String {
     if let Some(error) = page.error {
         let _ = writeln!(html, "<p class=\"error\" role=\"alert\">{}</p>", escape(error));
     }
-    html.push_str("<form method=\"post\" action=\"/auth/login\">\n");
+    let _ = writeln!(html, "<form method=\"post\" action=\"{}\">", escape(page.action));
     if let Some(code) = page.code {
         let _ = writeln!(
             html,
@@ -126,13 +128,14 @@ fn shown_code(code: Option<&str>) -> Option<String> {
 }
 
 /// `GET /auth/login`.
-pub async fn page(_shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn page(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let query = req.uri().query();
     let code = shown_code(forms::query_param(query, "code").as_deref());
     let rd = forms::query_param(query, "rd");
     html_response(
         StatusCode::OK,
         render(&Page {
+            action: &shared.api.url("/auth/login"),
             code: code.as_deref(),
             rd: rd.as_deref(),
             username: "",
@@ -148,6 +151,7 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         return html_response(
             StatusCode::FORBIDDEN,
             render(&Page {
+                action: &shared.api.url("/auth/login"),
                 code: None,
                 rd: None,
                 username: "",
@@ -170,6 +174,7 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         html_response(
             status,
             render(&Page {
+                action: &shared.api.url("/auth/login"),
                 code: code.as_deref(),
                 rd,
                 username: &username.chars().take(64).collect::<String>(),
@@ -209,6 +214,7 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
             Ok(Some(_)) => html_response(
                 StatusCode::OK,
                 render(&Page {
+                    action: &shared.api.url("/auth/login"),
                     code: None,
                     rd: None,
                     username: "",
@@ -266,6 +272,7 @@ mod tests {
     #[test]
     fn everything_shown_is_escaped() {
         let html = render(&Page {
+            action: &shared.api.url("/auth/login"),
             code: Some("<script>x</script>"),
             rd: Some("\"><img src=x onerror=alert(1)>"),
             username: "a'b&c",

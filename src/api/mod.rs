@@ -35,6 +35,8 @@ pub struct Api {
     per_address: RateLimit,
     /// `mode = "single-user"`: everything is this user, no credential needed.
     pub single_user: Option<User>,
+    /// `[api] prefix` ("" = at the root).
+    pub prefix: String,
 }
 
 /// Why a login was refused.
@@ -80,6 +82,7 @@ impl Api {
             passwords: Passwords::new(std::thread::available_parallelism().map_or(1, |n| n.get()))?,
             per_user: RateLimit::new(config.login.per_user, config.login.window),
             per_address: RateLimit::new(config.login.per_address, config.login.window),
+            prefix: config.api_prefix.clone(),
             single_user: match &config.mode {
                 Mode::SingleUser(u) => Some(u.clone()),
                 Mode::MultiUser => None,
@@ -104,6 +107,11 @@ impl Api {
         user.ok_or(LoginRefused::Invalid)
     }
 
+    /// The public path of an API path (`/auth/login` → `<prefix>/auth/login`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+
     /// The per-address login limit.
     pub fn address_allowed(&self, conn: &ConnInfo) -> Result<(), LoginRefused> {
         self.per_address
@@ -112,15 +120,29 @@ impl Api {
     }
 }
 
-/// Whether `path` (normalized) is one of the gateway's own endpoints.
-pub fn owns(shared: &Shared, path: &str) -> bool {
-    match path {
-        "/.well-known/jwks.json" => shared.assertion.is_some(),
-        "/users/me" | "/auth/signin" | "/auth/refresh" | "/auth/logout" | "/auth/verify" | "/auth/login"
-        | "/auth/status" | "/sessions" | "/sessions/renew" | "/sessions/reissue" | "/sessions/destroy"
-        | "/sessions/current" => true,
-        _ => false,
+/// If `path` (normalized) is one of the gateway's own endpoints, its path within the API
+/// (without `[api] prefix`). The JWKS stays at the root, where verifiers look for it.
+pub fn owns<'a>(shared: &Shared, path: &'a str) -> Option<&'a str> {
+    if path == "/.well-known/jwks.json" {
+        return shared.assertion.is_some().then_some(path);
     }
+    let rest = path.strip_prefix(shared.api.prefix.as_str())?;
+    matches!(
+        rest,
+        "/users/me"
+            | "/auth/signin"
+            | "/auth/refresh"
+            | "/auth/logout"
+            | "/auth/verify"
+            | "/auth/login"
+            | "/auth/status"
+            | "/sessions"
+            | "/sessions/renew"
+            | "/sessions/reissue"
+            | "/sessions/destroy"
+            | "/sessions/current"
+    )
+    .then_some(rest)
 }
 
 /// Answers one of the paths `owns` claimed.

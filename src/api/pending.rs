@@ -13,8 +13,8 @@ use http::{HeaderMap, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 /// The login page for a pending session's code.
-pub fn login_url(code: &str) -> String {
-    format!("/auth/login?code={}", display_code(code))
+pub fn login_url(shared: &Shared, code: &str) -> String {
+    format!("{}?code={}", shared.api.url("/auth/login"), display_code(code))
 }
 
 /// Where a session is made from, as `GET /sessions` shows it later.
@@ -63,7 +63,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Re
                 "status": "pending",
                 "exp": session.ends_at(),
                 "user_code": display_code(code),
-                "login_url": login_url(code),
+                "login_url": login_url(shared, code),
             });
             json_response(StatusCode::CREATED, body.to_string())
         }

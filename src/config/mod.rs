@@ -51,6 +51,8 @@ impl std::error::Error for ConfigError {}
 #[derive(Clone)]
 pub struct Config {
     pub mode: Mode,
+    /// `[api] prefix`: the session API's paths start with this ("" = at the root).
+    pub api_prefix: String,
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub headers: HeaderNames,
@@ -445,6 +447,22 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         raw_users.extend(users::read_file(&resolve(base, file))?);
     }
     let (users, password_hashes) = users::validate(raw_users)?;
+    let api_prefix = raw.api.prefix.trim_end_matches('/').to_string();
+    if !api_prefix.is_empty()
+        && (!api_prefix.starts_with('/')
+            || crate::route::normalize_path(&api_prefix).map_or(true, |p| p != api_prefix.as_str())
+            || !api_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.')))
+    {
+        return Err(ConfigError::new(
+            "api.prefix",
+            format!(
+                "\"{}\" is not a plain absolute path such as \"/_auth\"",
+                raw.api.prefix
+            ),
+        ));
+    }
     let mode = match raw.mode.as_str() {
         "multi-user" => Mode::MultiUser,
         "single-user" => match users.first() {
@@ -563,6 +581,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
 
     Ok(Config {
         mode,
+        api_prefix,
         server,
         admin,
         headers,

@@ -26,6 +26,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub sessions: RawSessions,
     #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
     pub cookie: RawCookie,
     #[serde(default)]
     pub tokens: RawTokens,
@@ -337,4 +339,11 @@ fn default_connect_timeout() -> String {
 }
 fn default_cooldown() -> String {
     "10s".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    /// Where the session API is mounted ("" = at the root).
+    pub prefix: String,
 }
