@@ -272,7 +272,7 @@ mod tests {
     #[test]
     fn everything_shown_is_escaped() {
         let html = render(&Page {
-            action: &shared.api.url("/auth/login"),
+            action: "/p\"><x>/auth/login",
             code: Some("<script>x</script>"),
             rd: Some("\"><img src=x onerror=alert(1)>"),
             username: "a'b&c",
@@ -282,6 +282,7 @@ mod tests {
         assert!(!html.contains("<script>x"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("<b>"), "{html}");
+        assert!(!html.contains("<x>"), "{html}");
         assert!(html.contains("a&#39;b&amp;c"));
         assert!(html.contains("&lt;script&gt;"));
     }
