@@ -52,6 +52,7 @@ fn cache_hit(c: &mut Criterion) {
             reissue_grace: Duration::from_secs(3),
             idle_ttl: None,
         },
+        &portcullis::metrics::Metrics::new(),
     );
     let user = User {
         id: 1,

@@ -10,6 +10,7 @@
 use crate::body::ProxyBody;
 use crate::config::{Config, parse_duration};
 use crate::error::{json_error, json_response};
+use crate::metrics::Metrics;
 use crate::session::cache::{Meta, Sessions};
 use crate::session::{Session, User};
 use bytes::Bytes;
@@ -33,6 +34,8 @@ const MAX_BODY: usize = 64 * 1024;
 
 pub struct Admin {
     token: Option<String>,
+    allow_from: Vec<ipnet::IpNet>,
+    metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
     users: HashMap<String, User>,
     session_ttl: Duration,
@@ -80,9 +83,11 @@ pub fn session_json(s: &Session) -> serde_json::Value {
 }
 
 impl Admin {
-    pub fn new(config: &Config, sessions: Arc<Sessions>) -> Admin {
+    pub fn new(config: &Config, sessions: Arc<Sessions>, metrics: Arc<Metrics>) -> Admin {
         Admin {
             token: config.admin.token.clone(),
+            allow_from: config.admin.allow_from.clone(),
+            metrics,
             sessions,
             users: config
                 .users
@@ -104,7 +109,14 @@ impl Admin {
         presented.as_bytes().ct_eq(expected.as_bytes()).into()
     }
 
-    async fn answer(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn answer(&self, peer: std::net::IpAddr, req: Request<Incoming>) -> Response<ProxyBody> {
+        if !peer_allowed(&self.allow_from, peer) {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                "admin_forbidden",
+                "the admin listener only answers loopback and admin.allow_from",
+            );
+        }
         let path = req.uri().path().to_string();
         if path == "/healthz" {
             return json_response(StatusCode::OK, r#"{"status":"ok"}"#.into());
@@ -139,6 +151,14 @@ impl Admin {
                     )
                 }
             },
+            (Method::GET, ["metrics"]) => {
+                let mut resp = Response::new(ProxyBody::full(self.metrics.encode()));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
             (Method::POST, ["admin", "sessions"]) => self.mint(req).await,
             (Method::GET, ["admin", "sessions"]) => {
                 let user = req
@@ -229,6 +249,15 @@ impl Admin {
     }
 }
 
+/// Loopback, or a peer in `admin.allow_from` (IPv4-mapped IPv6 peers count as IPv4).
+fn peer_allowed(allow_from: &[ipnet::IpNet], peer: std::net::IpAddr) -> bool {
+    let peer = match peer {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    peer.is_loopback() || allow_from.iter().any(|net| net.contains(&peer))
+}
+
 /// Serves the admin API until `cancel` fires.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, cancel: CancellationToken) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -237,7 +266,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, cancel: Cancellatio
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -253,9 +282,29 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, cancel: Cancellatio
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.answer(req).await) }
+                async move { Ok::<_, Infallible>(admin.answer(peer.ip(), req).await) }
             });
             let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_and_allowed_networks_may_use_the_admin_listener() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let none: Vec<ipnet::IpNet> = Vec::new();
+        assert!(peer_allowed(&none, ip("127.0.0.1")));
+        assert!(peer_allowed(&none, ip("::1")));
+        assert!(peer_allowed(&none, ip("::ffff:127.0.0.1")));
+        assert!(!peer_allowed(&none, ip("10.1.2.3")));
+        assert!(!peer_allowed(&none, ip("::ffff:10.1.2.3")));
+        let ops = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(peer_allowed(&ops, ip("10.1.2.3")));
+        assert!(peer_allowed(&ops, ip("::ffff:10.1.2.3")));
+        assert!(!peer_allowed(&ops, ip("192.168.1.1")));
     }
 }

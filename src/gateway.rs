@@ -3,18 +3,24 @@
 
 use crate::auth::jwt::{AssertionSigner, Issuer};
 use crate::config::{Config, HeaderNames, Mode, RouteConfig};
+use crate::metrics::{Metrics, RouteLabel};
 use crate::proxy::upstream::{Pool, Upstreams};
 use crate::route::RouteTable;
 use crate::session::cache::{Live, Sessions};
 use http::HeaderName;
 use ipnet::IpNet;
+use prometheus_client::metrics::histogram::Histogram;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// A configured route with its live upstream state.
+/// A configured route with its live upstream state and its metric handles.
 pub struct Route {
     pub config: RouteConfig,
     pub upstreams: Upstreams,
+    /// The route's name as a metric label.
+    pub label: &'static str,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
 }
 
 /// The routes and the table that finds them.
@@ -24,7 +30,7 @@ pub struct Routes {
 }
 
 impl Routes {
-    pub fn new(configs: &[RouteConfig]) -> Routes {
+    pub fn new(configs: &[RouteConfig], metrics: &Metrics) -> Routes {
         let table = RouteTable::new(
             configs
                 .iter()
@@ -32,9 +38,16 @@ impl Routes {
         );
         let routes = configs
             .iter()
-            .map(|c| Route {
-                upstreams: Upstreams::new(c),
-                config: c.clone(),
+            .map(|c| {
+                let label = crate::metrics::label(&c.name);
+                let by_route = RouteLabel { route: label };
+                Route {
+                    upstreams: Upstreams::new(c, label, metrics),
+                    config: c.clone(),
+                    label,
+                    request_duration: metrics.request_duration.get_or_create(&by_route).clone(),
+                    upstream_duration: metrics.upstream_duration.get_or_create(&by_route).clone(),
+                }
             })
             .collect();
         Routes { table, routes }
@@ -56,17 +69,18 @@ pub struct Shared {
     pub access_log: bool,
     /// `mode = "single-user"`: who every request without a valid credential is.
     pub local_user: Option<Arc<Live>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
-    pub fn new(config: &Config, sessions: Arc<Sessions>) -> Result<Shared, String> {
+    pub fn new(config: &Config, sessions: Arc<Sessions>, metrics: Arc<Metrics>) -> Result<Shared, String> {
         Ok(Shared {
-            routes: Arc::new(Routes::new(&config.routes)),
+            routes: Arc::new(Routes::new(&config.routes, &metrics)),
             sessions,
             header_names: config.headers.clone(),
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
-            api: crate::api::Api::new(config)?,
+            api: crate::api::Api::new(config, metrics.clone())?,
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -77,6 +91,7 @@ impl Shared {
                 }
                 Mode::MultiUser => None,
             },
+            metrics,
         })
     }
 

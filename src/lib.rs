@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod io;
+pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
 pub mod route;
@@ -125,9 +126,11 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         .transpose()?;
 
     let cancel = CancellationToken::new();
+    let metrics = Arc::new(metrics::Metrics::new());
     let (sessions, sessions_thread) =
-        session::service::start(config, cancel.clone()).map_err(StartError::Store)?;
-    let shared = Arc::new(gateway::Shared::new(config, sessions.clone()).map_err(StartError::Store)?);
+        session::service::start(config, cancel.clone(), metrics.clone()).map_err(StartError::Store)?;
+    let shared =
+        Arc::new(gateway::Shared::new(config, sessions.clone(), metrics.clone()).map_err(StartError::Store)?);
     let settings = ConnSettings {
         header_read_timeout: config.server.header_read_timeout,
         idle_timeout: config.server.idle_timeout,
@@ -152,7 +155,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
             .map_err(StartError::Thread)?;
         threads.push(handle);
     }
-    let admin = Arc::new(admin::Admin::new(config, sessions.clone()));
+    let admin = Arc::new(admin::Admin::new(config, sessions.clone(), metrics.clone()));
     threads.push(side_thread("admin", cancel.clone(), move |cancel| async move {
         match tokio::net::TcpListener::from_std(admin_socket) {
             Ok(l) => admin::serve(l, admin, cancel).await,

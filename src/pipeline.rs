@@ -19,6 +19,7 @@ use crate::auth::{self, Decision};
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Route, Worker};
+use crate::metrics::{MethodClass, RequestLabels};
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::upstream;
 use crate::route;
@@ -33,6 +34,8 @@ use std::time::Instant;
 #[derive(Default)]
 struct Trace {
     route: Option<usize>,
+    /// Answered by the gateway's own endpoints.
+    api: bool,
     target: Option<usize>,
     path: Option<String>,
     /// The session id (not the token) of an authenticated request.
@@ -51,6 +54,25 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
         Err(e) => e.into_response(),
     };
     resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+    let elapsed = started.elapsed();
+    let shared = &worker.shared;
+    let route_label = match trace.route.map(|i| &shared.routes.routes[i]) {
+        Some(route) => {
+            route.request_duration.observe(elapsed.as_secs_f64());
+            route.label
+        }
+        None if trace.api => "api",
+        None => "-",
+    };
+    shared
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route_label,
+            method: MethodClass::of(&method),
+            status: resp.status().as_u16(),
+        })
+        .inc();
     if worker.shared.access_log {
         let routes = &worker.shared.routes;
         let route = trace.route.map(|i| &routes.routes[i]);
@@ -63,7 +85,7 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
             upstream = route
                 .zip(trace.target)
                 .map_or("-", |(r, t)| r.upstreams.target(t).label.as_str()),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
             request_id = request_id.to_str().unwrap_or("-"),
             session = trace.session.as_deref().unwrap_or("-"),
             peer = %conn.peer,
@@ -89,6 +111,7 @@ async fn proxy(
         trace.path = Some(path.to_string());
     }
     if let Some(api_path) = crate::api::owns(shared, &path).map(str::to_string) {
+        trace.api = true;
         let req = Request::from_parts(parts, body);
         return Ok(Box::pin(crate::api::answer(shared, conn, &api_path, req)).await);
     }
@@ -216,6 +239,7 @@ async fn proxy(
 
     // 6. forward
     let req = Request::from_parts(parts, UpstreamBody::new(body, route.config.max_body));
+    let sending = Instant::now();
     let sent = Box::pin(upstream::send(
         &worker.pool,
         index,
@@ -225,6 +249,7 @@ async fn proxy(
     ))
     .await;
     trace.target = Some(sent.target);
+    route.upstream_duration.observe(sending.elapsed().as_secs_f64());
     let (mut resp, lease) = sent.result?;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {

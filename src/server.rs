@@ -6,6 +6,7 @@
 
 use crate::gateway::{ConnInfo, Shared, Worker};
 use crate::io::ActivityIo;
+use crate::metrics::OpenConnection;
 use crate::pipeline;
 use crate::watch::{Busy, ConnWatch, Registry};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -170,12 +171,23 @@ async fn accept_loop(
                     let handshake =
                         tokio::time::timeout(ctx.settings.header_read_timeout, acceptor.accept(stream));
                     match handshake.await {
-                        Ok(Ok(tls_stream)) => serve(tls_stream, ConnInfo::new(peer, true), &ctx).await,
+                        Ok(Ok(tls_stream)) => {
+                            let protocol = match tls_stream.get_ref().1.alpn_protocol() {
+                                Some(b"h2") => "h2",
+                                _ => "http/1.1",
+                            };
+                            let _open = OpenConnection::new(&ctx.worker.shared.metrics, "tls", protocol);
+                            serve(tls_stream, ConnInfo::new(peer, true), &ctx).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve(stream, ConnInfo::new(peer, false), &ctx).await,
+                None => {
+                    // Plain connections may speak HTTP/1.1 or h2c; hyper tells them apart later.
+                    let _open = OpenConnection::new(&ctx.worker.shared.metrics, "http", "http");
+                    serve(stream, ConnInfo::new(peer, false), &ctx).await
+                }
             }
         });
     }

@@ -8,7 +8,6 @@
 //!   unknown users and wrong passwords the same way (`invalid_credentials`, same work done).
 //! - `rd` redirects go only to same-origin relative paths (`forms::safe_redirect`).
 
-use super::LoginRefused;
 use super::forms;
 use crate::auth::{self, Credential};
 use crate::body::ProxyBody;
@@ -171,8 +170,8 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     }
     let api = &shared.api;
     let address = conn.peer.ip().to_string();
-    if let Err(wait) = api.per_address.hit(&address) {
-        return LoginRefused::RateLimited(wait).into_response();
+    if let Err(refused) = api.address_allowed(conn) {
+        return refused.into_response();
     }
     let user_agent = req
         .headers()

@@ -21,10 +21,12 @@ use crate::body::ProxyBody;
 use crate::config::{Config, Mode};
 use crate::error::{json_error, json_response};
 use crate::gateway::{ConnInfo, Shared};
+use crate::metrics::Metrics;
 use crate::session::User;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the API needs beyond the proxy's shared state.
 pub struct Api {
@@ -37,6 +39,7 @@ pub struct Api {
     pub single_user: Option<User>,
     /// `[api] prefix` ("" = at the root).
     pub prefix: String,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a login was refused.
@@ -71,8 +74,9 @@ impl LoginRefused {
 }
 
 impl Api {
-    pub fn new(config: &Config) -> Result<Api, String> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Api, String> {
         Ok(Api {
+            metrics,
             users: config
                 .users
                 .iter()
@@ -95,16 +99,24 @@ impl Api {
     /// The per-address limit is the caller's, checked before it reads the body.
     pub async fn check_login(&self, username: &str, password: &str) -> Result<&User, LoginRefused> {
         if let Err(wait) = self.per_user.hit(username) {
+            Metrics::count(&self.metrics.logins, "rate_limited");
             return Err(LoginRefused::RateLimited(wait));
         }
         let user = self.users.get(username);
         let hash = user
             .and_then(|u| self.hashes.get(&u.username))
             .map(String::as_str);
-        if !self.passwords.check(hash, password).await {
-            return Err(LoginRefused::Invalid);
+        let checked = self.passwords.check(hash, password).await;
+        match user.filter(|_| checked) {
+            Some(user) => {
+                Metrics::count(&self.metrics.logins, "succeeded");
+                Ok(user)
+            }
+            None => {
+                Metrics::count(&self.metrics.logins, "failed");
+                Err(LoginRefused::Invalid)
+            }
         }
-        user.ok_or(LoginRefused::Invalid)
     }
 
     /// The public path of an API path (`/auth/login` → `<prefix>/auth/login`).
@@ -114,9 +126,10 @@ impl Api {
 
     /// The per-address login limit.
     pub fn address_allowed(&self, conn: &ConnInfo) -> Result<(), LoginRefused> {
-        self.per_address
-            .hit(&conn.peer.ip().to_string())
-            .map_err(LoginRefused::RateLimited)
+        self.per_address.hit(&conn.peer.ip().to_string()).map_err(|wait| {
+            Metrics::count(&self.metrics.logins, "rate_limited");
+            LoginRefused::RateLimited(wait)
+        })
     }
 }
 

@@ -137,6 +137,8 @@ pub struct ServerConfig {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token: Option<String>,
+    /// Peers besides loopback that may use the admin listener.
+    pub allow_from: Vec<IpNet>,
 }
 
 /// The identity headers, as configured; all are stripped from clients.
@@ -326,6 +328,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let admin = AdminConfig {
         listen: socket_addr("admin.listen", &raw.admin.listen)?,
         token,
+        allow_from: raw
+            .admin
+            .allow_from
+            .iter()
+            .enumerate()
+            .map(|(i, p)| cidr(&format!("admin.allow_from[{i}]"), p))
+            .collect::<Result<_, _>>()?,
     };
 
     let h = raw.headers;

@@ -233,6 +233,7 @@ pub struct RawAdmin {
     pub listen: String,
     pub token: Option<String>,
     pub token_env: Option<String>,
+    pub allow_from: Vec<String>,
 }
 
 impl Default for RawAdmin {
@@ -241,6 +242,7 @@ impl Default for RawAdmin {
             listen: "127.0.0.1:9901".into(),
             token: None,
             token_env: None,
+            allow_from: Vec::new(),
         }
     }
 }

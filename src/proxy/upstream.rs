@@ -34,6 +34,7 @@ pub struct Target {
     /// The `Host` header for this target, when the route does not preserve the client's.
     host_header: Option<http::HeaderValue>,
     down_until_ms: AtomicU64,
+    connect_errors: prometheus_client::metrics::counter::Counter,
 }
 
 /// A route's targets and their shared state (shared by all workers).
@@ -51,7 +52,11 @@ fn now_ms() -> u64 {
 }
 
 impl Upstreams {
-    pub fn new(route: &RouteConfig) -> Upstreams {
+    pub fn new(
+        route: &RouteConfig,
+        route_label: &'static str,
+        metrics: &crate::metrics::Metrics,
+    ) -> Upstreams {
         let targets = route
             .upstreams
             .iter()
@@ -61,8 +66,14 @@ impl Upstreams {
                 let host_header = (!route.preserve_host)
                     .then(|| http::HeaderValue::from_str(authority.as_str()).ok())
                     .flatten();
+                let label = format!("{scheme}://{authority}");
+                let errors = crate::metrics::TargetLabels {
+                    route: route_label,
+                    target: crate::metrics::label(&label),
+                };
                 Some(Target {
-                    label: format!("{scheme}://{authority}"),
+                    connect_errors: metrics.upstream_connect_errors.get_or_create(&errors).clone(),
+                    label,
                     scheme,
                     authority,
                     host_header,
@@ -339,6 +350,7 @@ async fn attempt(
         Ok(s) => s,
         Err(why) => {
             tracing::warn!(upstream = %label, error = %why, "upstream connect failed");
+            upstreams.target(i).connect_errors.inc();
             return Err(Failure::Connect(Box::new(req)));
         }
     };

@@ -14,11 +14,16 @@
 use super::store::{Store, StoreError};
 use super::token::{self, SessionId, TokenKeys};
 use super::{Session, State, User, now, now_ms};
+use crate::metrics::{KindLabel, Metrics};
 use http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// A session as the proxy path uses it: the record, its secret hash in bytes, and the identity
@@ -193,14 +198,65 @@ pub struct Sessions {
     pub(super) settings: SessionSettings,
     cache: Cache<SessionId, Entry>,
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
-    store_lookups: AtomicU64,
-    revocations_published: AtomicU64,
+    pub(super) counters: Counters,
+}
+
+/// The session metrics' handles, made once (see `metrics.rs`).
+pub(super) struct Counters {
+    hit: Counter,
+    negative_hit: Counter,
+    miss: Counter,
+    lookups: Counter,
+    lookup_duration: Histogram,
+    pub(super) created: Counter,
+    pub(super) activated: Counter,
+    pub(super) renewed: Counter,
+    pub(super) reissued: Counter,
+    pub(super) destroyed: Counter,
+    pub(super) reused: Counter,
+    published: Counter,
+    received: Counter,
+}
+
+impl Counters {
+    fn new(metrics: &Metrics, store: &'static str) -> Counters {
+        let kind = |family: &Family<KindLabel, Counter>, kind: &'static str| {
+            family.get_or_create(&KindLabel { kind }).clone()
+        };
+        let store_label = KindLabel { kind: store };
+        Counters {
+            hit: kind(&metrics.cache, "hit"),
+            negative_hit: kind(&metrics.cache, "negative_hit"),
+            miss: kind(&metrics.cache, "miss"),
+            lookups: metrics.store_lookups.get_or_create(&store_label).clone(),
+            lookup_duration: metrics.store_lookup_duration.get_or_create(&store_label).clone(),
+            created: kind(&metrics.sessions, "created"),
+            activated: kind(&metrics.sessions, "activated"),
+            renewed: kind(&metrics.sessions, "renewed"),
+            reissued: kind(&metrics.sessions, "reissued"),
+            destroyed: kind(&metrics.sessions, "destroyed"),
+            reused: kind(&metrics.sessions, "reused"),
+            published: kind(&metrics.revocations, "published"),
+            received: kind(&metrics.revocations, "received"),
+        }
+    }
 }
 
 impl Sessions {
-    pub fn new(store: Store, keys: TokenKeys, cache: CacheSettings, settings: SessionSettings) -> Sessions {
+    pub fn new(
+        store: Store,
+        keys: TokenKeys,
+        cache: CacheSettings,
+        settings: SessionSettings,
+        metrics: &Metrics,
+    ) -> Sessions {
         let (changes, _) = tokio::sync::broadcast::channel(1024);
+        let evictions = metrics
+            .cache
+            .get_or_create(&KindLabel { kind: "eviction" })
+            .clone();
         Sessions {
+            counters: Counters::new(metrics, store.kind()),
             store,
             keys,
             settings,
@@ -210,10 +266,13 @@ impl Sessions {
                     ttl: cache.ttl,
                     negative_ttl: cache.negative_ttl,
                 })
+                .eviction_listener(move |_, _, cause| {
+                    if cause == RemovalCause::Size {
+                        evictions.inc();
+                    }
+                })
                 .build(),
             changes,
-            store_lookups: AtomicU64::new(0),
-            revocations_published: AtomicU64::new(0),
         }
     }
 
@@ -221,13 +280,13 @@ impl Sessions {
         &self.settings
     }
 
-    /// How many store lookups the proxy path has made (tests and metrics).
+    /// How many store lookups the proxy path has made (tests; also in the metrics).
     pub fn store_lookups(&self) -> u64 {
-        self.store_lookups.load(Ordering::Relaxed)
+        self.counters.lookups.get()
     }
 
     pub fn revocations_published(&self) -> u64 {
-        self.revocations_published.load(Ordering::Relaxed)
+        self.counters.published.get()
     }
 
     pub fn keys(&self) -> &TokenKeys {
@@ -242,16 +301,28 @@ impl Sessions {
         };
         let id = parsed.id();
         let entry = match self.cache.get(&id).await {
-            Some(hit) => hit,
+            Some(hit) => {
+                match hit {
+                    Some(_) => self.counters.hit.inc(),
+                    None => self.counters.negative_hit.inc(),
+                };
+                hit
+            }
             None => {
                 if !self.keys.genuine(&parsed) {
                     return Ok(Found::Nothing);
                 }
+                self.counters.miss.inc();
                 // Boxed: the miss path's future is large and rare; keep the hit path small.
                 Box::pin(self.cache.try_get_with(id, async {
-                    self.store_lookups.fetch_add(1, Ordering::Relaxed);
+                    self.counters.lookups.inc();
+                    let started = std::time::Instant::now();
                     let id = token::id_hex(&id);
-                    Ok::<_, StoreError>(self.store.get(&id).await?.and_then(Live::new).map(Arc::new))
+                    let found = self.store.get(&id).await;
+                    self.counters
+                        .lookup_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    Ok::<_, StoreError>(found?.and_then(Live::new).map(Arc::new))
                 }))
                 .await
                 .map_err(|e| (*e).clone())?
@@ -279,6 +350,9 @@ impl Sessions {
     /// Ends a session everywhere: store, this cache, and (redis) every other instance's cache.
     pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
         let removed = self.store.delete(id).await?.is_some();
+        if removed {
+            self.counters.destroyed.inc();
+        }
         self.changed(id).await;
         Ok(removed)
     }
@@ -286,6 +360,7 @@ impl Sessions {
     /// Ends every session of a user; returns their ids.
     pub async fn revoke_user(&self, username: &str) -> Result<Vec<String>, StoreError> {
         let ids = self.store.delete_user(username).await?;
+        self.counters.destroyed.inc_by(ids.len() as u64);
         for id in &ids {
             self.changed(id).await;
         }
@@ -309,7 +384,7 @@ impl Sessions {
         if let Store::Redis(r) = &self.store {
             match r.publish_revocation(id).await {
                 Ok(()) => {
-                    self.revocations_published.fetch_add(1, Ordering::Relaxed);
+                    self.counters.published.inc();
                 }
                 // Other instances still drop it within cache.ttl.
                 Err(e) => tracing::warn!(session = id, error = %e, "could not publish a revocation"),
@@ -338,6 +413,7 @@ impl Sessions {
         while let Some(r) = rx.recv().await {
             match r {
                 Revocation::One(id) => {
+                    self.counters.received.inc();
                     self.forget(&id).await;
                     let _ = self.changes.send(id.into());
                 }

@@ -143,6 +143,7 @@ impl Sessions {
         };
         let reissue = self.new_reissue(&mut session, auth.id, now)?;
         self.store.put(&session).await?;
+        self.counters.created.inc();
         // A negative entry for this id (impossible in practice: ids are random) must not linger.
         self.forget(&session.id).await;
         if let Some(device) = &session.device_uuid {
@@ -183,6 +184,7 @@ impl Sessions {
             // Codes have ~34 bits: a clash with a live pending session is rare but possible,
             // so the write only succeeds where no session with this id exists.
             if self.store.swap(&session, None).await? {
+                self.counters.created.inc();
                 self.forget(&session.id).await;
                 return Ok((auth.token, session));
             }
@@ -236,6 +238,7 @@ impl Sessions {
             // would have nowhere to go, so the device gets one by renewing.
             self.new_reissue(&mut active, id, now)?;
             if self.store.swap(&active, Some(pending.version)).await? {
+                self.counters.activated.inc();
                 self.changed(&active.id).await;
                 return Ok(Some(active));
             }
@@ -265,6 +268,7 @@ impl Sessions {
             new.last_used = now;
             let reissue = self.new_reissue(&mut new, key, now)?;
             if self.store.swap(&new, Some(old.version)).await? {
+                self.counters.renewed.inc();
                 self.changed(id).await;
                 return Ok(Some(Issued {
                     token: auth.token,
@@ -314,6 +318,7 @@ impl Sessions {
                     used_at_ms: now_ms(),
                 });
                 if self.store.swap(&new, Some(old.version)).await? {
+                    self.counters.reissued.inc();
                     self.changed(&id).await;
                     return Ok(Reissued::Issued(Box::new(Issued {
                         token: auth.token,
@@ -339,6 +344,7 @@ impl Sessions {
             // A genuine reissue token of this session that is not the current one was used
             // before: whoever holds it, the session is no longer safe.
             tracing::warn!(session = %id, "reissue token reused: session destroyed");
+            self.counters.reused.inc();
             self.revoke(&id).await?;
             return Ok(Reissued::Reused);
         }

@@ -10,6 +10,7 @@ use super::redis::RedisStore;
 use super::store::Store;
 use super::token::{TokenKeys, hex, random_bytes};
 use crate::config::{Config, StoreConfig};
+use crate::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,7 +20,11 @@ use tokio_util::sync::CancellationToken;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts the thread; returns the sessions once the store is open (or the reason it is not).
-pub fn start(config: &Config, cancel: CancellationToken) -> Result<(Arc<Sessions>, JoinHandle<()>), String> {
+pub fn start(
+    config: &Config,
+    cancel: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<Sessions>, JoinHandle<()>), String> {
     let store_config = config.store.clone();
     let secrets = config.token_secrets.clone();
     let settings = CacheSettings {
@@ -40,7 +45,7 @@ pub fn start(config: &Config, cancel: CancellationToken) -> Result<(Arc<Sessions
                 }
             };
             runtime.block_on(async move {
-                let opened = open(&store_config, secrets, settings, lifetimes).await;
+                let opened = open(&store_config, secrets, settings, lifetimes, &metrics).await;
                 let sessions = match opened {
                     Ok(s) => Arc::new(s),
                     Err(e) => {
@@ -90,6 +95,7 @@ async fn open(
     secrets: Vec<Vec<u8>>,
     settings: CacheSettings,
     lifetimes: SessionSettings,
+    metrics: &Metrics,
 ) -> Result<Sessions, String> {
     let (store, secrets) = match config {
         StoreConfig::Memory => (Store::Memory(MemoryStore::new()), or_random(secrets)?),
@@ -114,6 +120,7 @@ async fn open(
         TokenKeys::new(&secrets),
         settings,
         lifetimes,
+        metrics,
     ))
 }
 
