@@ -11,8 +11,9 @@ use crate::body::ProxyBody;
 use crate::config::{Config, parse_duration};
 use crate::error::{json_error, json_response};
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
+use crate::session::Session;
 use crate::session::cache::{Meta, Sessions};
-use crate::session::{Session, User};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -20,7 +21,6 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub struct Admin {
     allow_from: Vec<ipnet::IpNet>,
     metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
-    users: HashMap<String, User>,
+    reloader: Arc<Reloader>,
     session_ttl: Duration,
 }
 
@@ -83,17 +83,18 @@ pub fn session_json(s: &Session) -> serde_json::Value {
 }
 
 impl Admin {
-    pub fn new(config: &Config, sessions: Arc<Sessions>, metrics: Arc<Metrics>) -> Admin {
+    pub fn new(
+        config: &Config,
+        sessions: Arc<Sessions>,
+        metrics: Arc<Metrics>,
+        reloader: Arc<Reloader>,
+    ) -> Admin {
         Admin {
             token: config.admin.token.clone(),
             allow_from: config.admin.allow_from.clone(),
             metrics,
             sessions,
-            users: config
-                .users
-                .iter()
-                .map(|u| (u.username.clone(), u.clone()))
-                .collect(),
+            reloader,
             session_ttl: config.sessions.ttl,
         }
     }
@@ -160,6 +161,27 @@ impl Admin {
                 resp
             }
             (Method::POST, ["admin", "sessions"]) => self.mint(req).await,
+            (Method::POST, ["admin", "reload"]) => {
+                let reloader = self.reloader.clone();
+                match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                    Ok(Ok(done)) => json_response(
+                        StatusCode::OK,
+                        serde_json::json!({
+                            "status": "reloaded",
+                            "routes": done.routes,
+                            "users": done.users,
+                            "needs_restart": done.needs_restart,
+                        })
+                        .to_string(),
+                    ),
+                    Ok(Err(why)) => json_error(StatusCode::UNPROCESSABLE_ENTITY, "reload_refused", &why),
+                    Err(e) => json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "reload_failed",
+                        &format!("the reload task failed: {e}"),
+                    ),
+                }
+            }
             (Method::GET, ["admin", "sessions"]) => {
                 let user = req
                     .uri()
@@ -216,7 +238,8 @@ impl Admin {
                 );
             }
         };
-        let Some(user) = self.users.get(&m.username) else {
+        // Users as of the current configuration (a reload may have added some).
+        let Some(user) = self.reloader.current().api.user(&m.username).cloned() else {
             return bad_request("unknown_user", "username: no such user in the configuration");
         };
         if m.count == 0 || m.count > MAX_MINT {
@@ -235,7 +258,7 @@ impl Admin {
         for _ in 0..m.count {
             match self
                 .sessions
-                .create_active(user, Some(ttl), Meta::default())
+                .create_active(&user, Some(ttl), Meta::default())
                 .await
             {
                 Ok(issued) => tokens.push(issued.token),

@@ -7,6 +7,7 @@ use crate::metrics::{Metrics, RouteLabel};
 use crate::proxy::upstream::{Pool, Upstreams};
 use crate::route::RouteTable;
 use crate::session::cache::{Live, Sessions};
+use arc_swap::ArcSwap;
 use http::HeaderName;
 use ipnet::IpNet;
 use prometheus_client::metrics::histogram::Histogram;
@@ -104,7 +105,8 @@ impl Shared {
     }
 }
 
-/// One worker thread's view: the shared state plus its own pool of upstream connections.
+/// One worker thread's view of one configuration: the shared state plus the worker's own pool
+/// of upstream connections for those routes.
 pub struct Worker {
     pub shared: Arc<Shared>,
     pub pool: Arc<Pool>,
@@ -114,6 +116,36 @@ impl Worker {
     pub fn new(shared: Arc<Shared>) -> Worker {
         let pool = Arc::new(Pool::new(shared.routes.routes.iter().map(|r| r.upstreams.len())));
         Worker { shared, pool }
+    }
+}
+
+/// The shared state requests start on now; a reload stores a new one.
+pub type Current = Arc<ArcSwap<Shared>>;
+
+/// A worker thread's handle on the current configuration. Each request takes the current
+/// `Worker` and keeps it to its end, so a reload never changes a request midway; when a reload
+/// replaced the shared state, the next request builds the worker's view of it (with a fresh
+/// pool — the old pool's connections close as their last responses finish).
+pub struct WorkerCell {
+    current: Current,
+    mine: ArcSwap<Worker>,
+}
+
+impl WorkerCell {
+    pub fn new(current: Current) -> WorkerCell {
+        let mine = ArcSwap::from_pointee(Worker::new(current.load_full()));
+        WorkerCell { current, mine }
+    }
+
+    pub fn get(&self) -> Arc<Worker> {
+        let mine = self.mine.load_full();
+        let now = self.current.load();
+        if Arc::ptr_eq(&mine.shared, &now) {
+            return mine;
+        }
+        let fresh = Arc::new(Worker::new(Arc::clone(&now)));
+        self.mine.store(fresh.clone());
+        fresh
     }
 }
 

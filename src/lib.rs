@@ -18,6 +18,7 @@ pub mod io;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod session;
@@ -50,6 +51,8 @@ pub enum StartError {
 /// A running gateway: its bound addresses and the handle that stops it.
 pub struct Running {
     pub sessions: Arc<session::cache::Sessions>,
+    /// Applies a new configuration file (SIGHUP, `POST /admin/reload`).
+    pub reloader: Arc<reload::Reloader>,
     pub tls_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
@@ -130,32 +133,45 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let (sessions, sessions_thread) =
         session::service::start(config, cancel.clone(), metrics.clone()).map_err(StartError::Store)?;
     let shared =
-        Arc::new(gateway::Shared::new(config, sessions.clone(), metrics.clone()).map_err(StartError::Store)?);
+        gateway::Shared::new(config, sessions.clone(), metrics.clone()).map_err(StartError::Store)?;
+    let current: gateway::Current = Arc::new(arc_swap::ArcSwap::from_pointee(shared));
+    let tls_config = config
+        .server
+        .tls
+        .as_ref()
+        .map(|(_, tls)| Arc::new(arc_swap::ArcSwap::new(tls.clone())));
+    let reloader = Arc::new(reload::Reloader::new(
+        config,
+        current.clone(),
+        sessions.clone(),
+        metrics.clone(),
+        tls_config.clone(),
+    ));
     let settings = ConnSettings {
         header_read_timeout: config.server.header_read_timeout,
         idle_timeout: config.server.idle_timeout,
         max_header_bytes: config.server.max_header_bytes,
         shutdown_grace: config.server.shutdown_grace,
     };
-    let acceptor = config
-        .server
-        .tls
-        .as_ref()
-        .map(|(_, tls)| tokio_rustls::TlsAcceptor::from(tls.clone()));
     let mut threads = vec![sessions_thread];
     for id in 0..workers {
         let sockets = WorkerSockets {
-            tls: tls_sockets.pop().zip(acceptor.clone()),
+            tls: tls_sockets.pop().zip(tls_config.clone()),
             http: http_sockets.pop(),
         };
-        let (shared, settings, cancel) = (shared.clone(), settings.clone(), cancel.clone());
+        let (current, settings, cancel) = (current.clone(), settings.clone(), cancel.clone());
         let handle = std::thread::Builder::new()
             .name(format!("worker-{id}"))
-            .spawn(move || server::run_worker(id, shared, sockets, settings, cancel))
+            .spawn(move || server::run_worker(id, current, sockets, settings, cancel))
             .map_err(StartError::Thread)?;
         threads.push(handle);
     }
-    let admin = Arc::new(admin::Admin::new(config, sessions.clone(), metrics.clone()));
+    let admin = Arc::new(admin::Admin::new(
+        config,
+        sessions.clone(),
+        metrics.clone(),
+        reloader.clone(),
+    ));
     threads.push(side_thread("admin", cancel.clone(), move |cancel| async move {
         match tokio::net::TcpListener::from_std(admin_socket) {
             Ok(l) => admin::serve(l, admin, cancel).await,
@@ -172,6 +188,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     }
     Ok(Running {
         sessions,
+        reloader,
         tls_addr,
         http_addr,
         admin_addr,

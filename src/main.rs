@@ -261,17 +261,58 @@ fn serve(path: &std::path::Path) -> Result<()> {
         demo_whoami = ?running.whoami_addr,
         workers = config.server.workers,
         routes = %routes.join(", "),
+        store = %store_summary(&config.store),
+        cache_max_entries = config.cache.max_entries,
+        users = config.users.len(),
+        mode = if config.mode == portcullis::config::Mode::MultiUser { "multi-user" } else { "single-user" },
         "portcullis is serving"
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(shutdown_signal());
+    let reloader = running.reloader.clone();
+    rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup()).ok();
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            let reload = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = reload => {
+                    tracing::info!(file = %path.display(), "SIGHUP: reloading the configuration");
+                    let reloader = reloader.clone();
+                    // Logs its own outcome; a refused file leaves the running one in place.
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                }
+            }
+        }
+    });
     tracing::info!(grace = ?config.server.shutdown_grace, "stopping: no new connections, draining in-flight requests");
     running.shutdown();
     running.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The store for the startup line, without credentials (a redis URL's user and password).
+fn store_summary(store: &portcullis::config::StoreConfig) -> String {
+    use portcullis::config::StoreConfig;
+    match store {
+        StoreConfig::Memory => "memory".into(),
+        StoreConfig::Embedded { path } => format!("embedded {}", path.display()),
+        StoreConfig::Redis { url, prefix } => {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("redis {scheme}://{host} prefix {prefix}")
+        }
+    }
 }
 
 async fn shutdown_signal() {

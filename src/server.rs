@@ -4,11 +4,12 @@
 //! header-read timeout), hyper-util's auto builder (HTTP/1.1 and HTTP/2), a header-read timeout
 //! and header size cap, an idle timeout, and a graceful drain when the process stops.
 
-use crate::gateway::{ConnInfo, Shared, Worker};
+use crate::gateway::{ConnInfo, Current, WorkerCell};
 use crate::io::ActivityIo;
 use crate::metrics::OpenConnection;
 use crate::pipeline;
 use crate::watch::{Busy, ConnWatch, Registry};
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
@@ -30,9 +31,10 @@ pub struct ConnSettings {
     pub shutdown_grace: Duration,
 }
 
-/// A worker's sockets: the TLS one (with its acceptor) and the plain one.
+/// A worker's sockets: the TLS one (with its TLS config) and the plain one.
 pub struct WorkerSockets {
-    pub tls: Option<(std::net::TcpListener, TlsAcceptor)>,
+    /// The TLS listener and the TLS config new handshakes use (a reload may replace it).
+    pub tls: Option<(std::net::TcpListener, Arc<ArcSwap<rustls::ServerConfig>>)>,
     pub http: Option<std::net::TcpListener>,
 }
 
@@ -61,7 +63,7 @@ pub fn bind_reuseport(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std
 /// Runs one worker until `cancel` fires and its connections have drained (or the grace ran out).
 pub fn run_worker(
     id: usize,
-    shared: Arc<Shared>,
+    current: Current,
     sockets: WorkerSockets,
     settings: ConnSettings,
     cancel: CancellationToken,
@@ -75,7 +77,7 @@ pub fn run_worker(
         }
     };
     runtime.block_on(async move {
-        let worker = Arc::new(Worker::new(shared));
+        let worker = Arc::new(WorkerCell::new(current));
         let builder = http_builder(&settings);
         let tracker = TaskTracker::new();
         let ctx = Arc::new(ConnCtx {
@@ -120,7 +122,7 @@ pub fn run_worker(
 }
 
 struct ConnCtx {
-    worker: Arc<Worker>,
+    worker: Arc<WorkerCell>,
     registry: Registry,
     builder: auto::Builder<TokioExecutor>,
     settings: ConnSettings,
@@ -145,7 +147,7 @@ fn http_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
 
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     ctx: Arc<ConnCtx>,
     tracker: TaskTracker,
 ) {
@@ -167,7 +169,10 @@ async fn accept_loop(
         let tls = tls.clone();
         tracker.spawn(async move {
             match tls {
-                Some(acceptor) => {
+                Some(config) => {
+                    // The TLS config as of this handshake: a reload's new certificate is seen
+                    // by the next connection.
+                    let acceptor = TlsAcceptor::from(config.load_full());
                     let handshake =
                         tokio::time::timeout(ctx.settings.header_read_timeout, acceptor.accept(stream));
                     match handshake.await {
@@ -176,7 +181,8 @@ async fn accept_loop(
                                 Some(b"h2") => "h2",
                                 _ => "http/1.1",
                             };
-                            let _open = OpenConnection::new(&ctx.worker.shared.metrics, "tls", protocol);
+                            let _open =
+                                OpenConnection::new(&ctx.worker.get().shared.metrics, "tls", protocol);
                             serve(tls_stream, ConnInfo::new(peer, true), &ctx).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -185,7 +191,7 @@ async fn accept_loop(
                 }
                 None => {
                     // Plain connections may speak HTTP/1.1 or h2c; hyper tells them apart later.
-                    let _open = OpenConnection::new(&ctx.worker.shared.metrics, "http", "http");
+                    let _open = OpenConnection::new(&ctx.worker.get().shared.metrics, "http", "http");
                     serve(stream, ConnInfo::new(peer, false), &ctx).await
                 }
             }
@@ -196,7 +202,7 @@ async fn accept_loop(
 /// What every request on one connection shares: the worker, the peer, and the connection's
 /// watch (activity and requests in flight, for the idle check).
 struct ConnState {
-    worker: Arc<Worker>,
+    worker: Arc<WorkerCell>,
     info: ConnInfo,
     watch: Arc<ConnWatch>,
 }
@@ -218,7 +224,8 @@ where
         let state = state.clone();
         async move {
             let _busy = Busy::enter(&state.watch);
-            Ok::<_, Infallible>(pipeline::handle(&state.worker, req, &state.info).await)
+            let worker = state.worker.get();
+            Ok::<_, Infallible>(pipeline::handle(&worker, req, &state.info).await)
         }
     });
     let connection = ctx.builder.serve_connection_with_upgrades(io, service);

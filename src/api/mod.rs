@@ -119,6 +119,11 @@ impl Api {
         }
     }
 
+    /// A configured user.
+    pub fn user(&self, username: &str) -> Option<&User> {
+        self.users.get(username)
+    }
+
     /// The public path of an API path (`/auth/login` → `<prefix>/auth/login`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.prefix)

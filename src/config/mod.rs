@@ -50,6 +50,8 @@ impl std::error::Error for ConfigError {}
 /// The checked configuration.
 #[derive(Clone)]
 pub struct Config {
+    /// The file this came from (`load`), which a reload reads again.
+    pub source: Option<PathBuf>,
     pub mode: Mode,
     /// `[api] prefix`: the session API's paths start with this ("" = at the root).
     pub api_prefix: String,
@@ -215,7 +217,9 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Config::from_toml(&text, base)
+        let mut config = Config::from_toml(&text, base)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Validates config text; relative paths are resolved against `base`.
@@ -589,6 +593,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     }
 
     Ok(Config {
+        source: None,
         mode,
         api_prefix,
         server,
