@@ -362,3 +362,68 @@ async fn the_api_prefix_moves_every_endpoint() {
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["path"], "/sessions", "answered by the upstream");
 }
+
+/// Renewing is for the holder of the current token: of concurrent renews with one token
+/// exactly one succeeds, so nobody is left holding a dead token they were just given.
+#[tokio::test]
+async fn concurrent_renews_leave_exactly_one_new_token() {
+    for backing in [Backing::embedded(), Backing::redis()] {
+        let kind = backing.name();
+        let (up, _stop) = upstream::whoami().await;
+        let gw = Gateway::start(&config(&backing, up, ""));
+        let token = mint(gw.admin, "alice", 1).await.remove(0);
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let (addr, token) = (gw.http, token.clone());
+                tokio::spawn(async move {
+                    http_request(addr, bearer(request("POST", "/sessions/renew", None, ""), &token)).await
+                })
+            })
+            .collect();
+        let mut fresh = Vec::new();
+        for r in racers {
+            let a = r.await.unwrap();
+            assert!(a.status == 201 || a.status == 401, "{kind}: {}", a.status);
+            if a.status == 201 {
+                fresh.push(a.json()["auth_token"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(fresh.len(), 1, "{kind}: exactly one renew wins");
+        let a = http_request(gw.http, bearer(get("/users/me"), &fresh[0])).await;
+        assert_eq!(a.status, 200, "{kind}: and its token works");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_empty_form_post_is_the_store_protocol_and_cookies_cannot_renew_cross_site() {
+    let (up, _stop) = upstream::whoami().await;
+    let gw = Gateway::start(&(base_toml() + USERS + &route("app", "/app", &[up], "")));
+    // What `curl -d '' -X POST` sends.
+    let a = http_request(
+        gw.http,
+        request("POST", "/sessions", Some("application/x-www-form-urlencoded"), ""),
+    )
+    .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    assert_eq!(a.json()["status"], "pending");
+
+    let token = mint(gw.admin, "alice", 1).await.remove(0);
+    for path in ["/sessions/renew", "/sessions/destroy"] {
+        let mut req = request("POST", path, None, "");
+        req.headers_mut()
+            .insert("cookie", format!("portcullis={token}").parse().unwrap());
+        req.headers_mut()
+            .insert("sec-fetch-site", "cross-site".parse().unwrap());
+        let a = http_request(gw.http, req).await;
+        assert_eq!(a.status, 403, "{path}");
+        assert_eq!(a.json()["error"], "cross_site_request");
+    }
+    assert_eq!(
+        http_request(gw.http, bearer(get("/users/me"), &token))
+            .await
+            .status,
+        200,
+        "the session is untouched"
+    );
+}

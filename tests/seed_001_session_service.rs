@@ -76,6 +76,7 @@ async fn walk(backing: Backing) {
     );
 
     // ReissueSessionRequest → ReissueSessionResponse: a new pair, exp extended.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let a = http_request(
         gw.http,
         request(
@@ -90,7 +91,10 @@ async fn walk(backing: Backing) {
     let reissued = a.json();
     assert_eq!(reissued["username"], "alice");
     assert_eq!(reissued["user_id"], 1);
-    assert!(reissued["exp"].as_u64().unwrap() >= exp);
+    assert!(
+        reissued["exp"].as_u64().unwrap() > exp,
+        "{kind}: exp moved to now + 14d (a second later than at creation)"
+    );
     let auth2 = reissued["auth_token"].as_str().unwrap().to_string();
     let reissue2 = reissued["reissue_token"].as_str().unwrap().to_string();
     assert_ne!(reissue2, reissue, "{kind}: a new reissue token");
@@ -234,6 +238,19 @@ async fn errors_name_the_field() {
         assert_eq!(a.json()["field"], field, "{body}: {}", a.json());
         assert!(a.json()["message"].as_str().unwrap().starts_with(field));
     }
+    // A value of the wrong type is never quoted back (it may be a password).
+    let a = http_request(
+        gw.http,
+        request(
+            "POST",
+            "/sessions",
+            json,
+            r#"{"username": "alice", "password": 987654321}"#,
+        ),
+    )
+    .await;
+    assert_eq!(a.json()["field"], "password");
+    assert!(!String::from_utf8_lossy(&a.body).contains("987654321"));
     let long_device = format!(
         r#"{{"username": "alice", "password": "x", "device_uuid": "{}"}}"#,
         "d".repeat(200)

@@ -236,7 +236,7 @@ pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) 
         Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Ok(Some(live)) => live,
     };
-    match shared.sessions.rotate(&live.session.id).await {
+    match shared.sessions.rotate(&live.session).await {
         Ok(Some(issued)) => with_cookie(shared, conn, &issued.token, &issued.session),
         Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Err(e) => {

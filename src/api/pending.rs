@@ -55,6 +55,11 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Re
             }
         };
     }
+    // Pending sessions cost a store record each for pending_ttl: they count against the
+    // per-address login limit.
+    if let Err(refused) = shared.api.address_allowed(conn) {
+        return refused.into_response();
+    }
     match shared.sessions.create_pending(meta(conn, headers, None)).await {
         Ok((token, session)) => {
             let code = session.user_code.as_deref().unwrap_or("");
@@ -74,6 +79,26 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Re
     }
 }
 
+/// A cookie-authenticated change from another site (SPEC §2.4) is refused; bearer tokens are
+/// not sent by browsers on their own, so they need no such check.
+pub fn cookie_from_another_site<B>(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: &Request<B>,
+) -> Option<Response<ProxyBody>> {
+    let by_cookie = matches!(
+        crate::auth::credential(req.headers(), super::cookie_name(shared, conn)),
+        Ok(Some(crate::auth::Credential::Cookie(_)))
+    );
+    (by_cookie && super::cross_site(req.headers(), super::cookie::authority(req))).then(|| {
+        json_error(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "a cookie-authenticated change from another site is refused",
+        )
+    })
+}
+
 /// The SessionService's create/reissue response body (SPEC §2.2), as JSON.
 pub fn issued_json(issued: &Issued) -> String {
     let user = issued.session.user.as_ref();
@@ -91,12 +116,15 @@ pub fn issued_json(issued: &Issued) -> String {
 /// `POST /sessions/renew` with a live token: 201 with a new token and reissue token for the
 /// same session; the old token stops working at once, here and on every instance.
 pub async fn renew(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+    if let Some(refused) = cookie_from_another_site(shared, conn, req) {
+        return refused;
+    }
     let live = match current(shared, conn, req.headers()).await {
         Err(resp) => return resp,
         Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Ok(Some(live)) => live,
     };
-    match shared.sessions.rotate(&live.session.id).await {
+    match shared.sessions.rotate(&live.session).await {
         Ok(Some(issued)) => json_response(StatusCode::CREATED, issued_json(&issued)),
         Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Err(e) => {

@@ -13,7 +13,7 @@ use crate::error::{field_error, json_error, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::lifecycle::{Issued, Reissued};
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use prost::Message;
 use serde::Deserialize;
@@ -34,11 +34,8 @@ enum Wire {
 }
 
 /// The body's format from `Content-Type` (`None` when there is none); `Err` is the 415.
-fn wire(req: &Request<Incoming>) -> Result<Option<Wire>, Refusal> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+fn wire(headers: &HeaderMap) -> Result<Option<Wire>, Refusal> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     match forms::media_type(ct).as_str() {
         "" if ct.is_none() => Ok(None),
         "application/json" => Ok(Some(Wire::Json)),
@@ -68,7 +65,8 @@ fn refuse_json(e: serde_path_to_error::Error<serde_json::Error>) -> Response<Pro
                 &format!("invalid JSON: {inner}"),
             )
         } else {
-            field_error("invalid_field", &field, &inner.to_string())
+            // serde's message would quote the value, which may be a password.
+            field_error("invalid_field", &field, "expected a string")
         }
     }
 }
@@ -128,40 +126,42 @@ struct CreateJson {
 
 /// `POST /sessions`: credentials → 201 CreateSessionResponse; no body → a pending session.
 pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
-    let wire = match wire(&req) {
-        Ok(w) => w,
-        Err(resp) => return *resp,
-    };
     let headers = req.headers().clone();
     let bytes = match read(req).await {
         Ok(b) => b,
         Err(resp) => return *resp,
     };
+    let wire = wire(&headers);
     let (wire, message) = match wire {
-        None | Some(Wire::Json) if bytes.is_empty() => {
+        // No body at all, whatever the content type (`curl -d ''` sends a form type): the
+        // store protocol. An empty protobuf message is a CreateSessionRequest without fields.
+        _ if bytes.is_empty() && !matches!(wire, Ok(Some(Wire::Protobuf))) => {
             return pending::create(shared, conn, &headers).await;
         }
-        None => {
-            return json_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "a body needs Content-Type application/json or application/x-protobuf",
-            );
-        }
-        Some(Wire::Json) => match json_body::<CreateJson>(&bytes) {
-            Ok(m) => (Wire::Json, m),
-            Err(resp) => return *resp,
-        },
-        Some(Wire::Protobuf) => match protobuf_body::<proto::CreateSessionRequest>(&bytes) {
-            Ok(m) => (
-                Wire::Protobuf,
-                CreateJson {
-                    username: Some(m.username),
-                    password: Some(m.password),
-                    device_uuid: Some(m.device_uuid),
-                },
-            ),
-            Err(resp) => return *resp,
+        Err(resp) => return *resp,
+        Ok(wire) => match wire {
+            None => {
+                return json_error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "a body needs Content-Type application/json or application/x-protobuf",
+                );
+            }
+            Some(Wire::Json) => match json_body::<CreateJson>(&bytes) {
+                Ok(m) => (Wire::Json, m),
+                Err(resp) => return *resp,
+            },
+            Some(Wire::Protobuf) => match protobuf_body::<proto::CreateSessionRequest>(&bytes) {
+                Ok(m) => (
+                    Wire::Protobuf,
+                    CreateJson {
+                        username: Some(m.username),
+                        password: Some(m.password),
+                        device_uuid: Some(m.device_uuid),
+                    },
+                ),
+                Err(resp) => return *resp,
+            },
         },
     };
     let username = message.username.unwrap_or_default();
@@ -212,7 +212,7 @@ struct ReissueJson {
 
 /// `POST /sessions/reissue` `{"reissue_token"}` → 200 with a new pair.
 pub async fn reissue(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
-    let wire = match wire(&req) {
+    let wire = match wire(req.headers()) {
         Ok(Some(w)) => w,
         Ok(None) => Wire::Json,
         Err(resp) => return *resp,
@@ -262,10 +262,13 @@ pub async fn reissue(shared: &Shared, req: Request<Incoming>) -> Response<ProxyB
 /// `POST /sessions/destroy` (body `{}`, empty, or an empty protobuf message) and
 /// `DELETE /sessions/current`, with the session's token: 200 `{}`.
 pub async fn destroy(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
-    let wire = match wire(&req) {
+    let wire = match wire(req.headers()) {
         Ok(w) => w.unwrap_or(Wire::Json),
         Err(resp) => return *resp,
     };
+    if let Some(refused) = pending::cookie_from_another_site(shared, conn, &req) {
+        return refused;
+    }
     let live = match current(shared, conn, req.headers()).await {
         Err(resp) => return resp,
         Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),

@@ -22,14 +22,29 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, frame::coding::CloseCode};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig, frame::coding::CloseCode};
 
 const RECHECK_EVERY: Duration = Duration::from_secs(30);
+/// Status sockets open at once per gateway; more get 503 (each holds a task and wakes on
+/// every session change).
+pub const MAX_SOCKETS: usize = 10_000;
+/// Clients have nothing to say on this socket: anything bigger than a ping is refused.
+const MAX_CLIENT_MESSAGE: usize = 1024;
+
+/// One open status socket, counted until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Accepts the upgrade and hands the socket to its own task.
 pub fn socket(shared: &Shared, _conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ProxyBody> {
@@ -46,11 +61,25 @@ pub fn socket(shared: &Shared, _conn: &ConnInfo, mut req: Request<Incoming>) -> 
     let token = forms::query_param(req.uri().query(), "token")
         .or_else(|| auth::bearer(req.headers()).ok().flatten().map(str::to_string))
         .unwrap_or_default();
+    let open = shared.sessions.watchers.clone();
+    if open.fetch_add(1, Ordering::AcqRel) >= MAX_SOCKETS {
+        open.fetch_sub(1, Ordering::AcqRel);
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sockets",
+            "too many status sockets are open; try again shortly",
+        );
+    }
+    let open = Open(open);
     let sessions = shared.sessions.clone();
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _open = open;
         let Ok(upgraded) = on_upgrade.await else { return };
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_CLIENT_MESSAGE))
+            .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         watch(ws, &sessions, &token).await;
     });
     let mut resp = Response::new(ProxyBody::empty());

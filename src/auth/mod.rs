@@ -124,8 +124,10 @@ pub async fn decide(
             Ok(Found::Pending(_) | Found::Nothing) => Err(true),
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
-                return match policy {
-                    Policy::Public => Decision::Allow(None),
+                return match (policy, local) {
+                    // Single-user mode needs no store to know who the request is.
+                    (_, Some(local)) => Decision::Allow(Some(Identity::Session(local.clone()))),
+                    (Policy::Public, None) => Decision::Allow(None),
                     _ => Decision::StoreUnavailable,
                 };
             }

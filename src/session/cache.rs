@@ -23,7 +23,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A session as the proxy path uses it: the record, its secret hash in bytes, and the identity
@@ -199,6 +199,12 @@ pub struct Sessions {
     cache: Cache<SessionId, Entry>,
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
     pub(super) counters: Counters,
+    /// Bumped by every `forget`: a store read that overlapped one may have loaded what was
+    /// just revoked or rotated, and moka would keep it, so such a read is dropped again.
+    forgets: AtomicU64,
+    /// Status sockets waiting on `changes` now (the API caps them; kept here so a reload,
+    /// which rebuilds the API, does not reset the count).
+    pub watchers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The session metrics' handles, made once (see `metrics.rs`).
@@ -273,6 +279,8 @@ impl Sessions {
                 })
                 .build(),
             changes,
+            forgets: AtomicU64::new(0),
+            watchers: Arc::default(),
         }
     }
 
@@ -313,8 +321,9 @@ impl Sessions {
                     return Ok(Found::Nothing);
                 }
                 self.counters.miss.inc();
+                let forgets = self.forgets.load(Ordering::Acquire);
                 // Boxed: the miss path's future is large and rare; keep the hit path small.
-                Box::pin(self.cache.try_get_with(id, async {
+                let loaded = Box::pin(self.cache.try_get_with(id, async {
                     self.counters.lookups.inc();
                     let started = std::time::Instant::now();
                     let id = token::id_hex(&id);
@@ -325,7 +334,13 @@ impl Sessions {
                     Ok::<_, StoreError>(found?.and_then(Live::new).map(Arc::new))
                 }))
                 .await
-                .map_err(|e| (*e).clone())?
+                .map_err(|e| (*e).clone())?;
+                if self.forgets.load(Ordering::Acquire) != forgets {
+                    // This request may still use what it read (it raced the change); the cache
+                    // must not keep it.
+                    self.cache.invalidate(&id).await;
+                }
+                loaded
             }
         };
         let Some(live) = entry else {
@@ -395,12 +410,14 @@ impl Sessions {
     /// Drops one session from this instance's cache.
     pub async fn forget(&self, id: &str) {
         if let Some(key) = token::parse_id(id) {
+            self.forgets.fetch_add(1, Ordering::AcqRel);
             self.cache.invalidate(&key).await;
         }
     }
 
     /// Drops every cached session on this instance.
     pub fn forget_all(&self) {
+        self.forgets.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
     }
 

@@ -134,6 +134,7 @@ impl Sessions {
             user: Some(user.clone()),
             device_uuid: meta.device_uuid,
             created: now,
+            created_ms: now_ms(),
             last_used: now,
             expires: now.saturating_add(ttl.as_secs()),
             idle_ttl: self.idle_secs(),
@@ -147,8 +148,13 @@ impl Sessions {
         // A negative entry for this id (impossible in practice: ids are random) must not linger.
         self.forget(&session.id).await;
         if let Some(device) = &session.device_uuid {
+            // Only sessions made before this one: of two racing logins on one device, the
+            // later one ends the earlier, never both each other.
+            let mine = (session.created_ms, session.id.as_str());
             for other in self.store.list_user(&user.username).await? {
-                if other.id != session.id && other.device_uuid.as_deref() == Some(device) {
+                if (other.created_ms, other.id.as_str()) < mine
+                    && other.device_uuid.as_deref() == Some(device)
+                {
                     self.revoke(&other.id).await?;
                 }
             }
@@ -248,8 +254,12 @@ impl Sessions {
 
     /// Gives the session a new token and reissue token (same id) and moves its end to
     /// `sessions.ttl` from now; the old token stops working here at once and, with redis,
-    /// everywhere. `None` if the session is gone or not active.
-    pub async fn rotate(&self, id: &str) -> Result<Option<Issued>, CreateError> {
+    /// everywhere. Only the holder of the current token may: `presented` is the session as
+    /// the caller's token proved it, and if the stored token has changed since (a concurrent
+    /// renew won, or the caller's token is stale), the answer is `None`, as for a session that
+    /// is gone or not active.
+    pub async fn rotate(&self, presented: &Session) -> Result<Option<Issued>, CreateError> {
+        let id = presented.id.as_str();
         let Some(key) = token::parse_id(id) else {
             return Ok(None);
         };
@@ -257,7 +267,7 @@ impl Sessions {
             let Some(old) = self.store.get(id).await? else {
                 return Ok(None);
             };
-            if old.state != State::Active {
+            if old.state != State::Active || old.secret_hash != presented.secret_hash {
                 return Ok(None);
             }
             let auth = self.keys.mint_for(key)?;
@@ -301,8 +311,8 @@ impl Sessions {
             if old.state != State::Active {
                 return Ok(Reissued::Invalid);
             }
-            let (auth, reissue) = self.keys.next_pair(key, &secret)?;
             if old.reissue_hash.as_deref() == Some(hash.as_str()) {
+                let (auth, reissue) = self.keys.next_pair(key, &secret)?;
                 let now = now();
                 if now >= old.reissue_expires {
                     return Ok(Reissued::Expired);
@@ -329,12 +339,18 @@ impl Sessions {
                 continue;
             }
             let grace = self.settings.reissue_grace.as_millis() as u64;
-            let in_grace = old.previous_reissue.as_ref().is_some_and(|used| {
-                used.hash == hash
-                    && now_ms().saturating_sub(used.used_at_ms) < grace
-                    && old.reissue_hash.as_deref() == Some(token::hex(&reissue.secret_hash).as_str())
-            });
-            if in_grace {
+            let recent = old
+                .previous_reissue
+                .as_ref()
+                .is_some_and(|used| used.hash == hash && now_ms().saturating_sub(used.used_at_ms) < grace);
+            // The pair the winner derived — under whichever key was first on its instance, so a
+            // race during a rolling key rotation is still a race.
+            let pair = self
+                .keys
+                .next_pairs(key, &secret)?
+                .into_iter()
+                .find(|(_, r)| old.reissue_hash.as_deref() == Some(token::hex(&r.secret_hash).as_str()));
+            if let (true, Some((auth, reissue))) = (recent, pair) {
                 return Ok(Reissued::Issued(Box::new(Issued {
                     token: auth.token,
                     reissue_token: reissue.token,

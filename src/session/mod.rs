@@ -70,6 +70,9 @@ pub struct Session {
     /// concurrent changes (two reissues, two logins for one code) cannot both win.
     #[serde(default)]
     pub version: u64,
+    /// `created` in milliseconds: orders sessions made within one second (device replacement).
+    #[serde(default)]
+    pub created_ms: u64,
     /// A pending session's code, shown on the device and on the login page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_code: Option<String>,

@@ -124,7 +124,7 @@ impl RedisStore {
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, decoded = pcall(cjson.decode, current)
-  if not ok or ARGV[1] == '' or tostring(decoded.version) ~= ARGV[1] then return 0 end
+  if not ok or ARGV[1] == '' or tostring(decoded.version or 0) ~= ARGV[1] then return 0 end
 elseif ARGV[1] ~= '' then
   return 0
 end
@@ -148,8 +148,12 @@ return 1
             )
             .await
             .map_err(unavailable)?;
-        if written == 1 {
-            self.index(session).await?;
+        // The session itself is written: a failed index update must not make the caller
+        // believe otherwise (it would retry, or answer 503 for a change that happened).
+        if written == 1
+            && let Err(e) = self.index(session).await
+        {
+            tracing::warn!(session = %session.id, error = %e, "redis: per-user index not updated");
         }
         Ok(written == 1)
     }

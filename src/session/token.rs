@@ -178,7 +178,28 @@ impl TokenKeys {
 
     /// The auth and reissue tokens that follow the reissue token with `used_secret`.
     pub fn next_pair(&self, id: SessionId, used_secret: &[u8; 32]) -> Result<(Minted, Minted), TokenError> {
-        let key = self.first()?;
+        self.pair_under(self.first()?, id, used_secret)
+    }
+
+    /// The pairs every configured key would derive (an instance whose first key differs
+    /// during a rotation derived one of these).
+    pub fn next_pairs(
+        &self,
+        id: SessionId,
+        used_secret: &[u8; 32],
+    ) -> Result<Vec<(Minted, Minted)>, TokenError> {
+        self.keys
+            .iter()
+            .map(|k| self.pair_under(k, id, used_secret))
+            .collect()
+    }
+
+    fn pair_under(
+        &self,
+        key: &hmac::Key,
+        id: SessionId,
+        used_secret: &[u8; 32],
+    ) -> Result<(Minted, Minted), TokenError> {
         let auth = Self::mac(key, b"pc1-next-auth", &id, used_secret);
         let reissue = Self::mac(key, b"pc1-next-reissue", &id, used_secret);
         Ok((
