@@ -2,12 +2,13 @@
 # End-to-end comparison: nginx as a plain reverse proxy vs portcullis authenticating every
 # request, same upstream (a separate nginx), same load tool, alternating A B A B.
 # Installs nothing: it says which Debian packages it needs. Loopback only, bounded in time.
-#   benches/e2e.sh            # full run (~3 minutes)
+#   benches/e2e.sh            # full run (~10 minutes: the pairs, then the other targets)
 #   DURATION=3 benches/e2e.sh # shorter runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
-for tool in nginx:nginx-light wrk:wrk h2load:nghttp2-client python3:python3 curl:curl; do
+for tool in nginx:nginx-light wrk:wrk h2load:nghttp2-client python3:python3 curl:curl \
+            redis-server:redis-server redis-cli:redis-tools; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -15,5 +16,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 fi
-cargo build --release --quiet
+cargo build --release --quiet --bin portcullis --example cache_memory
 exec python3 benches/e2e.py "$@"
