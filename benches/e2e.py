@@ -7,6 +7,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DURATION = int(os.environ.get("DURATION", "5"))
 CONNS = int(os.environ.get("CONNECTIONS", "64"))
 WORKERS = os.cpu_count() or 2
+# ONLY=pairs,flood,revocation,redis,memory runs a subset (default: everything).
+ONLY = set(os.environ.get("ONLY", "pairs,flood,revocation,redis,memory").split(","))
 BIN = os.path.join(ROOT, "target/release/portcullis")
 CERT = os.path.join(ROOT, "certs/localhost.pem")
 KEY = os.path.join(ROOT, "certs/localhost-key.pem")
@@ -162,7 +164,7 @@ policy = "authenticated"
         ]
         direct = wrk(f"http://127.0.0.1:{up}/")
         rows = []
-        for name, a_label, a, b_label, b, target in scenarios:
+        for name, a_label, a, b_label, b, target in (scenarios if "pairs" in ONLY else []):
             ra, rb = [], []
             for _ in range(2):  # A B A B
                 ra.append(a())
@@ -188,19 +190,24 @@ policy = "authenticated"
 def other_targets(ctx):
     """The targets that are not one A/B throughput pair; each line says met or not."""
     lines = []
-    flood = e2e_targets.login_flood(ctx)
-    ratio = flood["flood_p99"] / flood["quiet_p99"]
-    lines.append(f"| login flood (200 connections of wrong passwords, {flood['logins_per_s']} logins/s) | proxied p99 {flood['flood_p99']:.2f} ms vs quiet {flood['quiet_p99']:.2f} ms = {ratio:.2f}x (req/s {flood['flood_rps']:.0f} vs {flood['quiet_rps']:.0f}) | <= 2x | {'met' if ratio <= 2 else 'not met'} |")
-    print(lines[-1], flush=True)
-    redis_proc, redis_port = e2e_targets.start_redis(ctx["tmp"])
-    if redis_proc is None:
-        lines.append("| revocation, redis cache misses | skipped: redis-server is not installed | | |")
-    else:
-        ctx["procs"].insert(0, redis_proc)
-        ctx["wait_port"](redis_port)
+    if "flood" in ONLY:
+        flood = e2e_targets.login_flood(ctx)
+        ratio = flood["flood_p99"] / flood["quiet_p99"]
+        lines.append(f"| login flood (200 connections of wrong passwords, {flood['logins_per_s']} logins/s) | proxied p99 {flood['flood_p99']:.2f} ms vs quiet {flood['quiet_p99']:.2f} ms = {ratio:.2f}x (req/s {flood['flood_rps']:.0f} vs {flood['quiet_rps']:.0f}) | <= 2x | {'met' if ratio <= 2 else 'not met'} |")
+        print(lines[-1], flush=True)
+    redis_proc, redis_port = None, None
+    if {"revocation", "redis"} & ONLY:
+        redis_proc, redis_port = e2e_targets.start_redis(ctx["tmp"])
+        if redis_proc is None:
+            lines.append("| revocation, redis cache misses | skipped: redis-server is not installed | | |")
+        else:
+            ctx["procs"].insert(0, redis_proc)
+            ctx["wait_port"](redis_port)
+    if redis_proc is not None and "revocation" in ONLY:
         rev = e2e_targets.revocation(ctx, redis_port)
         lines.append(f"| revocation reaches a second instance (redis pub/sub, {rev['n']} revocations) | p50 {rev['p50']:.2f} ms, p99 {rev['p99']:.2f} ms (admin call + propagation + one poll) | p99 <= 100 ms | {'met' if rev['p99'] <= 100 else 'not met'} |")
         print(lines[-1], flush=True)
+    if redis_proc is not None and "redis" in ONLY:
         z = e2e_targets.redis_zipf(ctx, redis_port)
         ratio = z["zipf"]["rps"] / z["hot"]["rps"]
         c = z["counts"]
@@ -208,13 +215,14 @@ def other_targets(ctx):
         bad = f", {z['non2xx']} non-2xx!" if z["non2xx"] else ""
         lines.append(f"| redis cache misses (1M sessions, 100k cache, Zipf s=1; {misses:.0%} of lookups missed) | {z['zipf']['rps']:.0f} req/s (p99 {z['zipf']['p99']:.2f} ms){bad} vs all-hit {z['hot']['rps']:.0f} req/s = {ratio:.2f}x | >= 0.5x | {'met' if ratio >= 0.5 and not z['non2xx'] else 'not met'} |")
         print(lines[-1], flush=True)
-    mem = e2e_targets.memory(ctx)
-    try:
-        met = "met" if int(mem["bytes"]) <= 300 else "not met"
-    except ValueError:
-        met = "?"
-    lines.append(f"| memory per cached session (1M cached, RSS delta) | {mem['bytes']} bytes ({mem['line']}) | <= 300 bytes | {met} |")
-    print(lines[-1], flush=True)
+    if "memory" in ONLY:
+        mem = e2e_targets.memory(ctx)
+        try:
+            met = "met" if int(mem["bytes"]) <= 300 else "not met"
+        except ValueError:
+            met = "?"
+        lines.append(f"| memory per cached session (1M cached, RSS delta) | {mem['bytes']} bytes ({mem['line']}) | <= 300 bytes | {met} |")
+        print(lines[-1], flush=True)
     return lines
 
 
@@ -246,8 +254,9 @@ def report(rows, direct, others):
     print("\n" + text)
     with open(os.path.join(out, "e2e.md"), "w") as f:
         f.write(text)
-    with open(os.path.join(out, "latency.svg"), "w") as f:
-        f.write(svg(rows))
+    if rows:
+        with open(os.path.join(out, "latency.svg"), "w") as f:
+            f.write(svg(rows))
     print(f"wrote {out}/e2e.md and {out}/latency.svg")
 
 

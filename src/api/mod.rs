@@ -83,7 +83,7 @@ impl Api {
                 .map(|u| (u.username.clone(), u.clone()))
                 .collect(),
             hashes: config.password_hashes.clone(),
-            passwords: Passwords::new(std::thread::available_parallelism().map_or(1, |n| n.get()))?,
+            passwords: Passwords::new(std::thread::available_parallelism().map_or(1, |n| n.get() / 2))?,
             per_user: RateLimit::new(config.login.per_user, config.login.window),
             per_address: RateLimit::new(config.login.per_address, config.login.window),
             prefix: config.api_prefix.clone(),

@@ -1,16 +1,17 @@
 //! Password checks. Security rules:
 //! - Hashes are argon2id PHC strings with at least OWASP's minimum (m ≥ 19 MiB, t ≥ 2, p = 1);
 //!   the config check refuses weaker ones.
-//! - Checks run on the blocking pool behind a semaphore (one per core), so a login flood can
-//!   neither block request workers nor queue unbounded CPU work.
+//! - Checks run on the gateway's own password threads (half the cores, at least one) at the
+//!   lowest CPU priority (nice 19), behind a semaphore: a login flood can neither block request
+//!   workers nor take CPU time they want — argon2 gets what the proxy leaves idle.
 //! - An unknown user (or one without a password) is checked against a dummy hash made at
 //!   start-up with the same parameters: status, body and timing do not say which usernames exist.
 //! - Passwords are taken as typed (any length up to 1 KiB, no trimming) and never logged.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use std::sync::Arc;
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, mpsc};
+use tokio::sync::{Semaphore, oneshot};
 
 pub const MIN_M_KIB: u32 = 19 * 1024;
 pub const MIN_T: u32 = 2;
@@ -52,18 +53,55 @@ pub fn validate(phc: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Verifies passwords off the request workers, a bounded number at a time.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Verifies passwords off the request workers, a bounded number at a time, on threads of
+/// their own that only get CPU time the workers leave.
 pub struct Passwords {
     dummy: Arc<String>,
     permits: Arc<Semaphore>,
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+/// Lowers the calling thread's CPU priority as far as it goes (Linux: nice is per thread).
+fn lowest_priority() {
+    // SAFETY: setpriority only reads its arguments; `0` names the calling thread.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if rc != 0 {
+        tracing::debug!("could not lower the password threads' priority");
+    }
 }
 
 impl Passwords {
-    pub fn new(concurrency: usize) -> Result<Passwords, String> {
+    /// `threads` password threads (at least one); they end when this is dropped.
+    pub fn new(threads: usize) -> Result<Passwords, String> {
         let dummy = hash("portcullis-dummy-password-for-unknown-users")?;
+        let threads = threads.max(1);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("passwords-{i}"))
+                .spawn(move || {
+                    lowest_priority();
+                    loop {
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start a password thread: {e}"))?;
+        }
         Ok(Passwords {
             dummy: Arc::new(dummy),
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(threads)),
+            jobs: Mutex::new(tx),
         })
     }
 
@@ -79,14 +117,18 @@ impl Passwords {
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy.as_str().to_string(), str::to_string);
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let ok = PasswordHash::new(&hash)
                 .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
-        ok && known
+                .unwrap_or(false);
+            let _ = done.send(ok);
+        });
+        let sent = match self.jobs.lock() {
+            Ok(jobs) => jobs.send(job).is_ok(),
+            Err(_) => false,
+        };
+        sent && result.await.unwrap_or(false) && known
     }
 }
 
