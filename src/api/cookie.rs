@@ -38,8 +38,7 @@ pub(super) fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Op
     .ok()
 }
 
-pub(super) fn user_json(session: &Session) -> String {
-    let user = session.user.as_ref();
+pub(super) fn user_json(session: &Session, user: Option<&crate::session::User>) -> String {
     serde_json::json!({
         "user_id": user.map(|u| u.id),
         "username": user.map(|u| u.username.as_str()),
@@ -124,7 +123,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
         _ => Found::Nothing,
     };
     match found {
-        Found::Active(live) => json_response(StatusCode::OK, user_json(&live.session)),
+        Found::Active(live) => json_response(StatusCode::OK, user_json(&live.session, live.user())),
         Found::Pending(live) => {
             let url = super::pending::login_url(shared, live.session.user_code.as_deref().unwrap_or(""));
             let body = serde_json::json!({
@@ -214,7 +213,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
 }
 
 fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session) -> Response<ProxyBody> {
-    let mut resp = json_response(StatusCode::OK, user_json(session));
+    let mut resp = json_response(StatusCode::OK, user_json(session, session.user.as_ref()));
     let max_age = session.ends_at().saturating_sub(crate::session::now());
     if let Some(c) = set_cookie(cookie_name(shared, conn), token, max_age, conn.tls) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
@@ -236,7 +235,7 @@ pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) 
         Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Ok(Some(live)) => live,
     };
-    match shared.sessions.rotate(&live.session).await {
+    match shared.sessions.rotate(&live).await {
         Ok(Some(issued)) => with_cookie(shared, conn, &issued.token, &issued.session),
         Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Err(e) => {

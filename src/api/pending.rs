@@ -124,7 +124,7 @@ pub async fn renew(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) ->
         Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Ok(Some(live)) => live,
     };
-    match shared.sessions.rotate(&live.session).await {
+    match shared.sessions.rotate(&live).await {
         Ok(Some(issued)) => json_response(StatusCode::CREATED, issued_json(&issued)),
         Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
         Err(e) => {

@@ -160,7 +160,7 @@ pub async fn decide(
 pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, identity: &Identity) {
     match identity {
         Identity::Session(live) => {
-            let [user, id, uuid, roles, sid, expires] = &live.header_values;
+            let [user, id, uuid, roles, sid, expires] = live.header_values();
             headers.insert(names.user.clone(), user.clone());
             headers.insert(names.user_id.clone(), id.clone());
             headers.insert(names.user_uuid.clone(), uuid.clone());

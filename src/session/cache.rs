@@ -26,14 +26,55 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A session as the proxy path uses it: the record, its secret hash in bytes, and the identity
-/// header values made once when it entered the cache.
+/// A user and its identity header values (user, id, uuid, roles), made once and shared by
+/// every cached session of that user.
+#[derive(Debug)]
+pub struct UserParts {
+    pub user: User,
+    values: [HeaderValue; 4],
+}
+
+/// The users of cached sessions, by username: sessions share one `UserParts` per user instead
+/// of each holding copies (issue #5's memory per cached session).
+#[derive(Default)]
+pub(super) struct Users(std::sync::Mutex<std::collections::HashMap<String, Arc<UserParts>>>);
+
+impl Users {
+    fn intern(&self, user: User) -> Arc<UserParts> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(parts) = map.get(&user.username)
+            && parts.user == user
+        {
+            return parts.clone();
+        }
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(EMPTY);
+        let parts = Arc::new(UserParts {
+            values: [
+                value(&user.username),
+                value(&user.id.to_string()),
+                value(&user.uuid),
+                value(&user.roles.join(",")),
+            ],
+            user,
+        });
+        map.insert(parts.user.username.clone(), parts.clone());
+        parts
+    }
+}
+
+const EMPTY: HeaderValue = HeaderValue::from_static("");
+static NO_USER: [HeaderValue; 4] = [EMPTY, EMPTY, EMPTY, EMPTY];
+
+/// A session as the proxy path uses it: the record without what that path never reads (the
+/// user, kept shared in `UserParts`; the secret hash as text; addresses; reissue state), its
+/// secret hash in bytes, and the identity header values made once when it entered the cache.
 #[derive(Debug)]
 pub struct Live {
     pub session: Session,
     secret_hash: [u8; 32],
-    /// user, user id, user uuid, roles, session id, session expiry — in that order.
-    pub header_values: [HeaderValue; 6],
+    user: Option<Arc<UserParts>>,
+    /// Session id, session expiry.
+    session_values: [HeaderValue; 2],
     /// Signed `X-Auth-Jwt` values by route index, with their expiry.
     assertions: std::sync::Mutex<Vec<(usize, u64, HeaderValue)>>,
     /// With an idle limit: when this instance last recorded a use in the store.
@@ -41,40 +82,60 @@ pub struct Live {
 }
 
 impl Live {
-    fn new(session: Session) -> Option<Live> {
+    fn new(mut session: Session, users: &Users) -> Option<Live> {
         let secret_hash = parse_hash(&session.secret_hash)?;
-        let user = session.user.as_ref();
-        let value = |s: String| HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""));
-        let header_values = [
-            value(user.map(|u| u.username.clone()).unwrap_or_default()),
-            value(user.map(|u| u.id.to_string()).unwrap_or_default()),
-            value(user.map(|u| u.uuid.clone()).unwrap_or_default()),
-            value(user.map(|u| u.roles.join(",")).unwrap_or_default()),
-            value(session.id.clone()),
-            value(session.ends_at().to_string()),
-        ];
+        let user = session.user.take().map(|u| users.intern(u));
+        session.secret_hash = String::new();
+        session.ip = None;
+        session.user_agent = None;
+        session.extra = Default::default();
+        session.reissue_hash = None;
+        session.previous_reissue = None;
+        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(EMPTY);
+        let session_values = [value(&session.id), value(&session.ends_at().to_string())];
         Some(Live {
             touched: AtomicU64::new(session.last_used),
             session,
             secret_hash,
-            header_values,
+            user,
+            session_values,
             assertions: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// user, user id, user uuid, roles, session id, session expiry — in that order.
+    pub fn header_values(&self) -> [&HeaderValue; 6] {
+        let [u, i, d, r] = self.user.as_ref().map_or(&NO_USER, |p| &p.values);
+        let [s, e] = &self.session_values;
+        [u, i, d, r, s, e]
+    }
+
+    /// Live and logged in (the user is kept apart from `session`, see `Users`).
+    pub fn is_active(&self, now: u64) -> bool {
+        self.session.state == State::Active && self.user.is_some() && self.session.is_live(now)
+    }
+
+    /// SHA-256 of the token's secret, hex, as the store keeps it.
+    pub fn secret_hash_hex(&self) -> String {
+        token::hex(&self.secret_hash)
     }
 
     /// Single-user mode's identity: the local user, in a session that is never stored.
     pub fn local(user: &User) -> Option<Arc<Live>> {
         let now = now();
-        Live::new(Session {
-            id: "0".repeat(32),
-            secret_hash: "0".repeat(64),
-            state: State::Active,
-            user: Some(user.clone()),
-            created: now,
-            last_used: now,
-            expires: now.saturating_add(10 * 365 * 86400),
-            ..Session::default()
-        })
+        Live::new(
+            Session {
+                id: "0".repeat(32),
+                secret_hash: "0".repeat(64),
+                state: State::Active,
+                user: Some(user.clone()),
+                created: now,
+                last_used: now,
+                expires: now.saturating_add(10 * 365 * 86400),
+                ..Session::default()
+            },
+            &Users::default(),
+        )
         .map(Arc::new)
     }
 
@@ -100,7 +161,7 @@ impl Live {
     }
 
     pub fn user(&self) -> Option<&User> {
-        self.session.user.as_ref()
+        self.user.as_deref().map(|p| &p.user)
     }
 }
 
@@ -205,6 +266,7 @@ pub struct Sessions {
     /// Status sockets waiting on `changes` now (the API caps them; kept here so a reload,
     /// which rebuilds the API, does not reset the count).
     pub watchers: Arc<std::sync::atomic::AtomicUsize>,
+    users: Users,
 }
 
 /// The session metrics' handles, made once (see `metrics.rs`).
@@ -281,6 +343,7 @@ impl Sessions {
             changes,
             forgets: AtomicU64::new(0),
             watchers: Arc::default(),
+            users: Users::default(),
         }
     }
 
@@ -331,7 +394,7 @@ impl Sessions {
                     self.counters
                         .lookup_duration
                         .observe(started.elapsed().as_secs_f64());
-                    Ok::<_, StoreError>(found?.and_then(Live::new).map(Arc::new))
+                    Ok::<_, StoreError>(found?.and_then(|s| Live::new(s, &self.users)).map(Arc::new))
                 }))
                 .await
                 .map_err(|e| (*e).clone())?;
@@ -350,7 +413,7 @@ impl Sessions {
             return Ok(Found::Nothing);
         }
         let now = now();
-        Ok(if live.session.is_active(now) {
+        Ok(if live.is_active(now) {
             if live.session.idle_ttl.is_some() {
                 self.touch(&live, now).await;
             }

@@ -258,8 +258,9 @@ impl Sessions {
     /// the caller's token proved it, and if the stored token has changed since (a concurrent
     /// renew won, or the caller's token is stale), the answer is `None`, as for a session that
     /// is gone or not active.
-    pub async fn rotate(&self, presented: &Session) -> Result<Option<Issued>, CreateError> {
-        let id = presented.id.as_str();
+    pub async fn rotate(&self, presented: &Live) -> Result<Option<Issued>, CreateError> {
+        let id = presented.session.id.as_str();
+        let presented_hash = presented.secret_hash_hex();
         let Some(key) = token::parse_id(id) else {
             return Ok(None);
         };
@@ -267,7 +268,7 @@ impl Sessions {
             let Some(old) = self.store.get(id).await? else {
                 return Ok(None);
             };
-            if old.state != State::Active || old.secret_hash != presented.secret_hash {
+            if old.state != State::Active || old.secret_hash != presented_hash {
                 return Ok(None);
             }
             let auth = self.keys.mint_for(key)?;
@@ -387,7 +388,7 @@ impl Sessions {
         }
         for _ in 0..ATTEMPTS {
             let old = match self.store.get(&live.session.id).await {
-                Ok(Some(s)) if s.secret_hash == live.session.secret_hash => s,
+                Ok(Some(s)) if s.secret_hash == live.secret_hash_hex() => s,
                 Ok(_) => return,
                 Err(e) => {
                     tracing::debug!(error = %e, "idle touch failed");
