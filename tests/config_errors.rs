@@ -259,3 +259,19 @@ fn users_file_adds_users_and_names_its_bad_entries() {
     let unreadable = config("[[users]\n").err().unwrap();
     assert!(unreadable.to_string().contains("invalid TOML"), "{unreadable}");
 }
+
+/// Config errors reach logs and reload answers: they never quote a value from the file.
+#[test]
+fn errors_never_quote_secrets() {
+    for toml in [
+        "[admin]\ntoken = \"SUPERSECRET-admin-token-123\n",
+        "[tokens]\nsecrets = \"SUPERSECRET-0123456789abcdef0123456789\"\n",
+        "[store]\nkind = \"redis\"\nurl = 5\nprefix = [\"SUPERSECRET\"]\n",
+        "[admin]\ntoken = [\"SUPERSECRET-admin-token-123\"]\n",
+    ] {
+        let e = error_for(toml);
+        assert!(!e.contains("SUPERSECRET"), "{e}");
+    }
+    let e = error_for("[admin]\ntoken = \"SUPERSECRET-admin-token-123\n");
+    assert!(e.contains("line 2"), "the position is named instead: {e}");
+}

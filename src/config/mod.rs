@@ -224,15 +224,45 @@ impl Config {
 
     /// Validates config text; relative paths are resolved against `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigError::new("", format!("invalid TOML: {e}")))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::new("", syntax_error(text, &e)))?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." { String::new() } else { key };
-            ConfigError::new(key, e.into_inner().message().trim().to_string())
+            ConfigError::new(key, without_values(e.into_inner().message()))
         })?;
         validate(raw, base)
     }
+}
+
+/// A TOML syntax error as "line L, column C: what" — never the offending line itself, which
+/// may hold a secret (a token, a redis password) and ends up in logs and reload answers.
+pub(crate) fn syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!(" at line {line}, column {column}")
+    });
+    format!("invalid TOML{}: {}", at.unwrap_or_default(), e.message().trim())
+}
+
+/// serde's message with quoted values blanked: `invalid type: string "…", expected a
+/// sequence`. Field names (in backticks) stay; values may be secrets.
+pub(crate) fn without_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.trim().chars() {
+        if c == '"' {
+            if quoted {
+                out.push('…');
+            }
+            quoted = !quoted;
+            out.push(c);
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {

@@ -21,12 +21,16 @@ struct UsersFile {
 pub fn read_file(path: &Path) -> Result<Vec<(String, RawUser)>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new("users_file", format!("cannot read {}: {e}", path.display())))?;
-    let de = toml::Deserializer::parse(&text)
-        .map_err(|e| ConfigError::new("users_file", format!("{}: invalid TOML: {e}", path.display())))?;
+    let de = toml::Deserializer::parse(&text).map_err(|e| {
+        ConfigError::new(
+            "users_file",
+            format!("{}: {}", path.display(), super::syntax_error(&text, &e)),
+        )
+    })?;
     let file: UsersFile = serde_path_to_error::deserialize(de).map_err(|e| {
         ConfigError::new(
             format!("users_file: {} {}", path.display(), e.path()),
-            e.into_inner().message().trim().to_string(),
+            super::without_values(e.into_inner().message()),
         )
     })?;
     Ok(file
