@@ -198,7 +198,7 @@ async fn proxy(
     if let Some(identity) = &identity {
         auth::inject_identity(&mut parts.headers, &shared.header_names, identity);
         if let Some(signer) = &shared.assertion
-            && let Some(jwt) = auth::assertion(signer, identity, index, &route.config.name)
+            && let Some(jwt) = auth::assertion(signer, identity, &route.config.name)
         {
             parts.headers.insert(shared.header_names.jwt.clone(), jwt);
         }

@@ -262,3 +262,51 @@ async fn sighup_reloads_the_running_binary() {
     let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
 }
+
+/// The `aud` of a JWT, read without verifying (the jwt tests verify signatures).
+fn audience(jwt: &str) -> String {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["aud"].as_str().unwrap().to_string()
+}
+
+/// Assertions a session reuses are keyed by route name, not index: a reload that renumbers
+/// routes must not send one route's assertion to another.
+#[tokio::test]
+async fn reused_assertions_follow_route_names_across_a_reload() {
+    let (up, _stop) = upstream::whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.toml");
+    let assertion = format!(
+        "\n[assertion]\nkey = \"{}\"\n",
+        repo_path("certs/assertion-key.pem").display()
+    );
+    let auth =
+        |name: &str, prefix: &str| route(name, prefix, &[up], "").replace("\"public\"", "\"authenticated\"");
+    let head = base_toml() + &assertion + USERS;
+    std::fs::write(&file, head.clone() + &auth("a", "/a") + &auth("b", "/b")).unwrap();
+    let gw = start_from(&file);
+    let token = mint(gw.admin, "alice", 1).await.remove(0);
+    let jwt_at = |path: &'static str| {
+        let token = token.clone();
+        let http = gw.http;
+        async move {
+            let resp = get_with_token(http, path, &token).await;
+            assert_eq!(status_of(&resp), 200, "{resp}");
+            audience(json_of(&resp)["headers"]["x-auth-jwt"].as_str().unwrap())
+        }
+    };
+    assert_eq!(jwt_at("/a/x").await, "a");
+    assert_eq!(jwt_at("/b/x").await, "b");
+    // Route b becomes index 0 and a index 1.
+    std::fs::write(&file, head + &auth("b", "/b") + &auth("a", "/a")).unwrap();
+    assert_eq!(reload(gw.admin).await.0, 200);
+    assert_eq!(jwt_at("/a/x").await, "a", "never route b's assertion");
+    assert_eq!(jwt_at("/b/x").await, "b");
+}

@@ -55,8 +55,8 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
             let mut resp = json_response(StatusCode::OK, "{}".into());
             if let Some(identity) = &identity {
                 auth::inject_identity(resp.headers_mut(), &shared.header_names, identity);
-                if let (Some(signer), Some((index, r))) = (&shared.assertion, found)
-                    && let Some(jwt) = auth::assertion(signer, identity, index, &r.config.name)
+                if let (Some(signer), Some((_, r))) = (&shared.assertion, found)
+                    && let Some(jwt) = auth::assertion(signer, identity, &r.config.name)
                 {
                     resp.headers_mut().insert(shared.header_names.jwt.clone(), jwt);
                 }

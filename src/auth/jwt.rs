@@ -75,6 +75,9 @@ pub struct AssertionSigner {
     pub ttl: Duration,
     /// `{"keys": [...]}`, the public key only.
     pub jwks: String,
+    /// Unique per load: assertions cached under one signer are never reused after a reload
+    /// brought another (new key, issuer or lifetime).
+    pub id: u64,
 }
 
 impl AssertionSigner {
@@ -108,7 +111,9 @@ impl AssertionSigner {
         jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
         let jwks = serde_json::to_string(&JwkSet { keys: vec![jwk] }).map_err(|e| e.to_string())?;
         // Sign once now so a key that cannot sign fails the config check, not a request.
+        static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let signer = AssertionSigner {
+            id: LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             algorithm: alg,
             key,
             kid,

@@ -182,19 +182,15 @@ pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, identity: &
     }
 }
 
-/// The `X-Auth-Jwt` value for this identity on route `route` (index) named `aud`; session
-/// identities reuse an assertion while it has more than half its lifetime left.
-pub fn assertion(
-    signer: &AssertionSigner,
-    identity: &Identity,
-    route: usize,
-    aud: &str,
-) -> Option<HeaderValue> {
+/// The `X-Auth-Jwt` value for this identity on the route named `aud`; session identities
+/// reuse an assertion made by this signer for this audience while it has more than half its
+/// lifetime left (keyed by name, not index: a reload may renumber routes).
+pub fn assertion(signer: &AssertionSigner, identity: &Identity, aud: &str) -> Option<HeaderValue> {
     let now = crate::session::now();
     match identity {
         Identity::Session(live) => {
             let user = live.user()?;
-            live.assertion(route, now, signer.ttl.as_secs() / 2, || {
+            live.assertion(aud, signer.id, now, signer.ttl.as_secs() / 2, || {
                 signer.sign(aud, user, &live.session.id, now)
             })
         }

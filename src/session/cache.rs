@@ -26,6 +26,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// An `X-Auth-Jwt` a session keeps for reuse.
+#[derive(Debug)]
+struct Assertion {
+    aud: Box<str>,
+    signer: u64,
+    exp: u64,
+    value: HeaderValue,
+}
+
 /// A user and its identity header values (user, id, uuid, roles), made once and shared by
 /// every cached session of that user.
 #[derive(Debug)]
@@ -75,8 +84,8 @@ pub struct Live {
     user: Option<Arc<UserParts>>,
     /// Session id, session expiry.
     session_values: [HeaderValue; 2],
-    /// Signed `X-Auth-Jwt` values by route index, with their expiry.
-    assertions: std::sync::Mutex<Vec<(usize, u64, HeaderValue)>>,
+    /// Signed `X-Auth-Jwt` values by (audience, signer), with their expiry.
+    assertions: std::sync::Mutex<Vec<Assertion>>,
     /// With an idle limit: when this instance last recorded a use in the store.
     pub(super) touched: AtomicU64,
 }
@@ -139,24 +148,30 @@ impl Live {
         .map(Arc::new)
     }
 
-    /// The cached assertion for `route` if it has more than `min_left` seconds left, else a
-    /// new one from `sign` (kept for next time).
+    /// The cached assertion for audience `aud` by signer `signer` if it has more than
+    /// `min_left` seconds left, else a new one from `sign` (kept for next time).
     pub fn assertion(
         &self,
-        route: usize,
+        aud: &str,
+        signer: u64,
         now: u64,
         min_left: u64,
         sign: impl FnOnce() -> Option<(u64, HeaderValue)>,
     ) -> Option<HeaderValue> {
         let mut cached = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, exp, v)) = cached.iter().find(|(r, _, _)| *r == route)
-            && exp.saturating_sub(now) > min_left
+        if let Some(a) = cached.iter().find(|a| a.signer == signer && &*a.aud == aud)
+            && a.exp.saturating_sub(now) > min_left
         {
-            return Some(v.clone());
+            return Some(a.value.clone());
         }
         let (exp, value) = sign()?;
-        cached.retain(|(r, _, _)| *r != route);
-        cached.push((route, exp, value.clone()));
+        cached.retain(|a| a.signer == signer && &*a.aud != aud);
+        cached.push(Assertion {
+            aud: aud.into(),
+            signer,
+            exp,
+            value: value.clone(),
+        });
         Some(value)
     }
 
