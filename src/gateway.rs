@@ -73,15 +73,25 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
+/// What lives as long as the process, across reloads: the sessions (store and cache), the
+/// metrics, and the password threads.
+#[derive(Clone)]
+pub struct Lasting {
+    pub sessions: Arc<Sessions>,
+    pub metrics: Arc<Metrics>,
+    pub passwords: Arc<crate::auth::password::Passwords>,
+}
+
 impl Shared {
-    pub fn new(config: &Config, sessions: Arc<Sessions>, metrics: Arc<Metrics>) -> Result<Shared, String> {
+    pub fn new(config: &Config, lasting: &Lasting) -> Result<Shared, String> {
+        let metrics = lasting.metrics.clone();
         Ok(Shared {
             routes: Arc::new(Routes::new(&config.routes, &metrics)),
-            sessions,
+            sessions: lasting.sessions.clone(),
             header_names: config.headers.clone(),
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
-            api: crate::api::Api::new(config, metrics.clone())?,
+            api: crate::api::Api::new(config, metrics.clone(), lasting.passwords.clone()),
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),

@@ -132,8 +132,16 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let metrics = Arc::new(metrics::Metrics::new());
     let (sessions, sessions_thread) =
         session::service::start(config, cancel.clone(), metrics.clone()).map_err(StartError::Store)?;
-    let shared =
-        gateway::Shared::new(config, sessions.clone(), metrics.clone()).map_err(StartError::Store)?;
+    let passwords = Arc::new(
+        auth::password::Passwords::new(std::thread::available_parallelism().map_or(1, |n| n.get() / 2))
+            .map_err(StartError::Store)?,
+    );
+    let lasting = gateway::Lasting {
+        sessions: sessions.clone(),
+        metrics: metrics.clone(),
+        passwords,
+    };
+    let shared = gateway::Shared::new(config, &lasting).map_err(StartError::Store)?;
     let current: gateway::Current = Arc::new(arc_swap::ArcSwap::from_pointee(shared));
     let tls_config = config
         .server
@@ -143,8 +151,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let reloader = Arc::new(reload::Reloader::new(
         config,
         current.clone(),
-        sessions.clone(),
-        metrics.clone(),
+        lasting,
         tls_config.clone(),
     ));
     let settings = ConnSettings {

@@ -240,6 +240,14 @@ fn run(command: Command) -> Result<()> {
 
 fn serve(path: &std::path::Path) -> Result<()> {
     let config = Config::load(path)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Installed before anything starts: SIGHUP's default action would end the process.
+    let mut hup = {
+        let _context = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    };
     let running = portcullis::start(&config)?;
     let routes: Vec<String> = config
         .routes
@@ -267,13 +275,8 @@ fn serve(path: &std::path::Path) -> Result<()> {
         mode = if config.mode == portcullis::config::Mode::MultiUser { "multi-user" } else { "single-user" },
         "portcullis is serving"
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let reloader = running.reloader.clone();
     rt.block_on(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = signal(SignalKind::hangup()).ok();
         let stop = shutdown_signal();
         tokio::pin!(stop);
         loop {
@@ -287,9 +290,8 @@ fn serve(path: &std::path::Path) -> Result<()> {
                 _ = &mut stop => return,
                 _ = reload => {
                     tracing::info!(file = %path.display(), "SIGHUP: reloading the configuration");
-                    let reloader = reloader.clone();
                     // Logs its own outcome; a refused file leaves the running one in place.
-                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                    let _ = reloader.reload().await;
                 }
             }
         }

@@ -68,10 +68,19 @@ pub struct ConnectionLabels {
     pub protocol: &'static str,
 }
 
-/// A route or target name as a label: made `'static` once per (re)load, so label sets are
-/// copied, never allocated, per request. A reload leaks the few bytes of the new names.
+/// A route or target name as a label: made `'static` once, so label sets are copied, never
+/// allocated, per request. Each distinct name is leaked once for the life of the process (a
+/// reload that keeps its names leaks nothing).
 pub fn label(name: &str) -> &'static str {
-    Box::leak(name.to_string().into_boxed_str())
+    static NAMES: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 pub struct Metrics {

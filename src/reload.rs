@@ -12,12 +12,11 @@
 //! answer) as needing a restart, and the rest of the new file is applied.
 
 use crate::config::Config;
-use crate::gateway::{Current, Shared};
+use crate::gateway::{Current, Lasting, Shared};
 use crate::metrics::Metrics;
-use crate::session::cache::Sessions;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The settings only a restart changes, as text to compare and to name.
 fn fixed(config: &Config) -> Vec<(&'static str, String)> {
@@ -79,13 +78,12 @@ fn fingerprint_bytes(secret: &[u8]) -> String {
 
 pub struct Reloader {
     current: Current,
-    sessions: Arc<Sessions>,
-    metrics: Arc<Metrics>,
+    lasting: Lasting,
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     source: Option<PathBuf>,
     started_with: Vec<(&'static str, String)>,
-    /// One reload at a time.
-    lock: Mutex<()>,
+    /// One reload at a time, from reading the file to the last revocation.
+    lock: tokio::sync::Mutex<()>,
 }
 
 /// What a successful reload did.
@@ -95,24 +93,25 @@ pub struct Reloaded {
     pub users: usize,
     /// Keys whose change only a restart applies.
     pub needs_restart: Vec<&'static str>,
+    /// Users removed from the configuration or whose id, uuid or roles changed: their sessions
+    /// were ended (they carried the old identity), so they log in again as configured now.
+    pub users_logged_out: Vec<String>,
 }
 
 impl Reloader {
     pub fn new(
         config: &Config,
         current: Current,
-        sessions: Arc<Sessions>,
-        metrics: Arc<Metrics>,
+        lasting: Lasting,
         tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     ) -> Reloader {
         Reloader {
             current,
-            sessions,
-            metrics,
+            lasting,
             tls,
             source: config.source.clone(),
             started_with: fixed(config),
-            lock: Mutex::new(()),
+            lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -122,35 +121,51 @@ impl Reloader {
     }
 
     /// Re-reads the file the gateway was started with and applies it.
-    pub fn reload(&self) -> Result<Reloaded, String> {
-        let outcome = match &self.source {
+    pub async fn reload(&self) -> Result<Reloaded, String> {
+        let _one_at_a_time = self.lock.lock().await;
+        let outcome = match self.source.clone() {
             None => Err("the gateway was not started from a file; nothing to reload".to_string()),
-            Some(path) => Config::load(path)
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|config| self.apply(&config)),
+            // Reading files and building TLS and key material is blocking work.
+            Some(path) => match tokio::task::spawn_blocking(move || {
+                Config::load(&path).map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .await
+            {
+                Ok(Ok(config)) => self.apply(&config).await,
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(format!("the reload task failed: {e}")),
+            },
         };
+        let metrics = &self.lasting.metrics;
         match &outcome {
             Ok(done) => {
-                Metrics::count(&self.metrics.reloads, "succeeded");
+                Metrics::count(&metrics.reloads, "succeeded");
                 tracing::info!(
                     routes = done.routes,
                     users = done.users,
                     needs_restart = ?done.needs_restart,
+                    users_logged_out = ?done.users_logged_out,
                     "configuration reloaded"
                 );
             }
             Err(e) => {
-                Metrics::count(&self.metrics.reloads, "failed");
+                Metrics::count(&metrics.reloads, "failed");
                 tracing::error!(error = %e, "configuration reload refused; the running configuration stays");
             }
         }
         outcome
     }
 
-    /// Swaps in a checked configuration.
-    pub fn apply(&self, config: &Config) -> Result<Reloaded, String> {
-        let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let shared = Shared::new(config, self.sessions.clone(), self.metrics.clone())?;
+    /// Swaps in a checked configuration, then ends the sessions of users it removed or changed.
+    async fn apply(&self, config: &Config) -> Result<Reloaded, String> {
+        let shared = Shared::new(config, &self.lasting)?;
+        let before = self.current.load_full();
+        let users_logged_out: Vec<String> = before
+            .api
+            .users()
+            .filter(|old| shared.api.user(&old.username) != Some(*old))
+            .map(|old| old.username.clone())
+            .collect();
         let needs_restart: Vec<&'static str> = fixed(config)
             .into_iter()
             .zip(&self.started_with)
@@ -164,10 +179,18 @@ impl Reloader {
             swap.store(tls.clone());
         }
         self.current.store(Arc::new(shared));
+        for username in &users_logged_out {
+            if let Err(e) = self.lasting.sessions.revoke_user(username).await {
+                // The configuration is applied; the old sessions end with their lifetime or
+                // the next successful revocation.
+                tracing::warn!(user = %username, error = %e, "reload: cannot end the sessions of a changed user");
+            }
+        }
         Ok(Reloaded {
             routes: config.routes.len(),
             users: config.users.len(),
             needs_restart,
+            users_logged_out,
         })
     }
 }

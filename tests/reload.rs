@@ -310,3 +310,37 @@ async fn reused_assertions_follow_route_names_across_a_reload() {
     assert_eq!(jwt_at("/a/x").await, "a", "never route b's assertion");
     assert_eq!(jwt_at("/b/x").await, "b");
 }
+
+/// Sessions carry the identity they were made with: a reload that removes a user or changes
+/// their roles ends that user's sessions, and leaves everyone else's alone.
+#[tokio::test]
+async fn removed_or_changed_users_are_logged_out_by_a_reload() {
+    let (up, _stop) = upstream::whoami().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.toml");
+    let app = route("app", "/", &[up], "").replace("\"public\"", "\"authenticated\"");
+    std::fs::write(&file, base_toml() + USERS + &app).unwrap();
+    let gw = start_from(&file);
+    let alice = mint(gw.admin, "alice", 1).await.remove(0);
+    let bob = mint(gw.admin, "bob", 1).await.remove(0);
+
+    // alice loses a role; bob is unchanged.
+    let fewer_roles = USERS.replace("roles = [\"admin\", \"dev\"]", "roles = [\"dev\"]");
+    std::fs::write(&file, base_toml() + &fewer_roles + &app).unwrap();
+    let (status, body) = reload(gw.admin).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["users_logged_out"], serde_json::json!(["alice"]));
+    assert_eq!(
+        status_of(&get_with_token(gw.http, "/x", &alice).await),
+        401,
+        "old roles, old session"
+    );
+    assert_eq!(status_of(&get_with_token(gw.http, "/x", &bob).await), 200);
+    let fresh = mint(gw.admin, "alice", 1).await.remove(0);
+    let resp = get_with_token(gw.http, "/x", &fresh).await;
+    assert_eq!(
+        json_of(&resp)["headers"]["x-auth-roles"],
+        "dev",
+        "a new session has the new roles"
+    );
+}

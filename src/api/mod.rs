@@ -32,7 +32,7 @@ use std::sync::Arc;
 pub struct Api {
     users: HashMap<String, User>,
     hashes: HashMap<String, String>,
-    passwords: Passwords,
+    passwords: Arc<Passwords>,
     per_user: RateLimit,
     per_address: RateLimit,
     /// `mode = "single-user"`: everything is this user, no credential needed.
@@ -74,8 +74,8 @@ impl LoginRefused {
 }
 
 impl Api {
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Api, String> {
-        Ok(Api {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, passwords: Arc<Passwords>) -> Api {
+        Api {
             metrics,
             users: config
                 .users
@@ -83,7 +83,7 @@ impl Api {
                 .map(|u| (u.username.clone(), u.clone()))
                 .collect(),
             hashes: config.password_hashes.clone(),
-            passwords: Passwords::new(std::thread::available_parallelism().map_or(1, |n| n.get() / 2))?,
+            passwords,
             per_user: RateLimit::new(config.login.per_user, config.login.window),
             per_address: RateLimit::new(config.login.per_address, config.login.window),
             prefix: config.api_prefix.clone(),
@@ -91,7 +91,7 @@ impl Api {
                 Mode::SingleUser(u) => Some(u.clone()),
                 Mode::MultiUser => None,
             },
-        })
+        }
     }
 
     /// Checks a username and password: rate limit per username, then the argon2id check off
@@ -117,6 +117,11 @@ impl Api {
                 Err(LoginRefused::Invalid)
             }
         }
+    }
+
+    /// The configured users.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
     }
 
     /// A configured user.

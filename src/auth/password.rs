@@ -63,7 +63,9 @@ pub struct Passwords {
     jobs: Mutex<mpsc::Sender<Job>>,
 }
 
-/// Lowers the calling thread's CPU priority as far as it goes (Linux: nice is per thread).
+/// Lowers the calling thread's CPU priority as far as it goes. Only on Linux, where nice is
+/// per thread; elsewhere it would lower the whole process, workers included.
+#[cfg(target_os = "linux")]
 fn lowest_priority() {
     // SAFETY: setpriority only reads its arguments; `0` names the calling thread.
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
@@ -71,6 +73,9 @@ fn lowest_priority() {
         tracing::debug!("could not lower the password threads' priority");
     }
 }
+
+#[cfg(not(target_os = "linux"))]
+fn lowest_priority() {}
 
 impl Passwords {
     /// `threads` password threads (at least one); they end when this is dropped.
@@ -111,7 +116,9 @@ impl Passwords {
         if password.len() > MAX_PASSWORD {
             return false;
         }
-        let Ok(_permit) = self.permits.clone().acquire_owned().await else {
+        // The permit travels with the job: a caller that gives up does not free a slot while
+        // its check still runs, so abandoned checks cannot pile up behind the permits.
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return false;
         };
         let known = stored.is_some();
@@ -119,6 +126,10 @@ impl Passwords {
         let password = password.to_string();
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
+            let _permit = permit;
+            if done.is_closed() {
+                return;
+            }
             let ok = PasswordHash::new(&hash)
                 .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
                 .unwrap_or(false);

@@ -35,6 +35,10 @@ struct Assertion {
     value: HeaderValue,
 }
 
+/// Forget counters (see `Sessions::forgets`); session ids are random, so their first byte
+/// spreads them evenly.
+const FORGET_SLOTS: usize = 256;
+
 /// A user and its identity header values (user, id, uuid, roles), made once and shared by
 /// every cached session of that user.
 #[derive(Debug)]
@@ -275,9 +279,12 @@ pub struct Sessions {
     cache: Cache<SessionId, Entry>,
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
     pub(super) counters: Counters,
-    /// Bumped by every `forget`: a store read that overlapped one may have loaded what was
-    /// just revoked or rotated, and moka would keep it, so such a read is dropped again.
-    forgets: AtomicU64,
+    /// Bumped by `forget` (in the slot of the session id's first byte) and `forget_all` (the
+    /// last slot): a store read that overlapped a forget of its session may have loaded what
+    /// was just revoked or rotated, and moka would keep it, so such a read is dropped again.
+    /// Slots keep unrelated forgets (every create, touch and remote change) from doing that
+    /// to every concurrent miss.
+    forgets: Box<[AtomicU64; FORGET_SLOTS + 1]>,
     /// Status sockets waiting on `changes` now (the API caps them; kept here so a reload,
     /// which rebuilds the API, does not reset the count).
     pub watchers: Arc<std::sync::atomic::AtomicUsize>,
@@ -356,7 +363,7 @@ impl Sessions {
                 })
                 .build(),
             changes,
-            forgets: AtomicU64::new(0),
+            forgets: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
             watchers: Arc::default(),
             users: Users::default(),
         }
@@ -399,7 +406,9 @@ impl Sessions {
                     return Ok(Found::Nothing);
                 }
                 self.counters.miss.inc();
-                let forgets = self.forgets.load(Ordering::Acquire);
+                // SeqCst pairs "load then read the counters" here with "bump then invalidate"
+                // in forget: one of the two always sees the other.
+                let forgets = self.forget_marks(&id);
                 // Boxed: the miss path's future is large and rare; keep the hit path small.
                 let loaded = Box::pin(self.cache.try_get_with(id, async {
                     self.counters.lookups.inc();
@@ -413,7 +422,7 @@ impl Sessions {
                 }))
                 .await
                 .map_err(|e| (*e).clone())?;
-                if self.forgets.load(Ordering::Acquire) != forgets {
+                if self.forget_marks(&id) != forgets {
                     // This request may still use what it read (it raced the change); the cache
                     // must not keep it.
                     self.cache.invalidate(&id).await;
@@ -485,17 +494,25 @@ impl Sessions {
         }
     }
 
+    /// The forget counters that concern `id`: its slot and forget_all's.
+    fn forget_marks(&self, id: &SessionId) -> (u64, u64) {
+        (
+            self.forgets[usize::from(id[0]) % FORGET_SLOTS].load(Ordering::SeqCst),
+            self.forgets[FORGET_SLOTS].load(Ordering::SeqCst),
+        )
+    }
+
     /// Drops one session from this instance's cache.
     pub async fn forget(&self, id: &str) {
         if let Some(key) = token::parse_id(id) {
-            self.forgets.fetch_add(1, Ordering::AcqRel);
+            self.forgets[usize::from(key[0]) % FORGET_SLOTS].fetch_add(1, Ordering::SeqCst);
             self.cache.invalidate(&key).await;
         }
     }
 
     /// Drops every cached session on this instance.
     pub fn forget_all(&self) {
-        self.forgets.fetch_add(1, Ordering::AcqRel);
+        self.forgets[FORGET_SLOTS].fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate_all();
     }
 
