@@ -38,15 +38,27 @@ pub(super) fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Op
     .ok()
 }
 
-pub(super) fn user_json(session: &Session, user: Option<&crate::session::User>) -> String {
+/// The user JSON of `/users/me`, sign-in and the status socket: the user and its session.
+pub(super) fn user_json(
+    id: &str,
+    exp: u64,
+    device_uuid: Option<&str>,
+    user: Option<&crate::session::User>,
+) -> String {
     serde_json::json!({
         "user_id": user.map(|u| u.id),
         "username": user.map(|u| u.username.as_str()),
         "user_uuid": user.map(|u| u.uuid.as_str()),
         "roles": user.map(|u| u.roles.as_slice()).unwrap_or_default(),
-        "session": {"id": session.id, "exp": session.ends_at(), "device_uuid": session.device_uuid},
+        "session": {"id": id, "exp": exp, "device_uuid": device_uuid},
     })
     .to_string()
+}
+
+/// `user_json` of a cached session.
+pub(super) fn live_json(live: &Live) -> String {
+    let s = &live.session;
+    user_json(&s.id, s.ends_at(), s.device_uuid.as_deref(), live.user())
 }
 
 /// `/users/me` in single-user mode: the local user, no session.
@@ -123,7 +135,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
         _ => Found::Nothing,
     };
     match found {
-        Found::Active(live) => json_response(StatusCode::OK, user_json(&live.session, live.user())),
+        Found::Active(live) => json_response(StatusCode::OK, live_json(&live)),
         Found::Pending(live) => {
             let url = super::pending::login_url(shared, live.session.user_code.as_deref().unwrap_or(""));
             let body = serde_json::json!({
@@ -213,7 +225,13 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
 }
 
 fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session) -> Response<ProxyBody> {
-    let mut resp = json_response(StatusCode::OK, user_json(session, session.user.as_ref()));
+    let body = user_json(
+        &session.id,
+        session.ends_at(),
+        session.device_uuid.as_deref(),
+        session.user.as_ref(),
+    );
+    let mut resp = json_response(StatusCode::OK, body);
     let max_age = session.ends_at().saturating_sub(crate::session::now());
     if let Some(c) = set_cookie(cookie_name(shared, conn), token, max_age, conn.tls) {
         resp.headers_mut().insert(header::SET_COOKIE, c);

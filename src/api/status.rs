@@ -107,7 +107,7 @@ async fn look(sessions: &Sessions, token: &str) -> Result<Seen, ()> {
         Ok(Found::Pending(live)) => Ok(Seen::Pending {
             ends: live.session.ends_at(),
         }),
-        Ok(Found::Active(live)) => Ok(Seen::Active(super::cookie::user_json(&live.session, live.user()))),
+        Ok(Found::Active(live)) => Ok(Seen::Active(super::cookie::live_json(&live))),
         Ok(Found::Nothing) => Ok(Seen::Gone),
         Err(_) => Err(()),
     }

@@ -78,12 +78,47 @@ impl Users {
 const EMPTY: HeaderValue = HeaderValue::from_static("");
 static NO_USER: [HeaderValue; 4] = [EMPTY, EMPTY, EMPTY, EMPTY];
 
-/// A session as the proxy path uses it: the record without what that path never reads (the
-/// user, kept shared in `UserParts`; the secret hash as text; addresses; reissue state), its
-/// secret hash in bytes, and the identity header values made once when it entered the cache.
+/// What the cache keeps of a session record: what requests and the session API read of a
+/// cached session (the user is kept shared in `UserParts`; secret hash, addresses, reissue
+/// state and extra attributes are left in the store).
+#[derive(Debug)]
+pub struct Kept {
+    pub id: String,
+    pub state: State,
+    pub device_uuid: Option<String>,
+    pub user_code: Option<String>,
+    pub last_used: u64,
+    pub expires: u64,
+    pub idle_ttl: Option<u64>,
+}
+
+impl Kept {
+    fn of(session: Session) -> Kept {
+        Kept {
+            id: session.id,
+            state: session.state,
+            device_uuid: session.device_uuid,
+            user_code: session.user_code,
+            last_used: session.last_used,
+            expires: session.expires,
+            idle_ttl: session.idle_ttl,
+        }
+    }
+
+    pub fn ends_at(&self) -> u64 {
+        super::ends_at(self.expires, self.last_used, self.idle_ttl)
+    }
+
+    pub fn is_live(&self, now: u64) -> bool {
+        now < self.ends_at()
+    }
+}
+
+/// A session as the proxy path uses it: what is kept of the record, its secret hash in bytes,
+/// its user (shared), and the identity header values made once when it entered the cache.
 #[derive(Debug)]
 pub struct Live {
-    pub session: Session,
+    pub session: Kept,
     secret_hash: [u8; 32],
     user: Option<Arc<UserParts>>,
     /// Session id, session expiry.
@@ -98,12 +133,7 @@ impl Live {
     fn new(mut session: Session, users: &Users) -> Option<Live> {
         let secret_hash = parse_hash(&session.secret_hash)?;
         let user = session.user.take().map(|u| users.intern(u));
-        session.secret_hash = String::new();
-        session.ip = None;
-        session.user_agent = None;
-        session.extra = Default::default();
-        session.reissue_hash = None;
-        session.previous_reissue = None;
+        let session = Kept::of(session);
         let value = |s: &str| HeaderValue::from_str(s).unwrap_or(EMPTY);
         let session_values = [value(&session.id), value(&session.ends_at().to_string())];
         Some(Live {

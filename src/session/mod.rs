@@ -94,6 +94,14 @@ pub struct UsedReissue {
     pub used_at_ms: u64,
 }
 
+/// When a session ends: its absolute expiry, or earlier by its idle limit.
+pub fn ends_at(expires: u64, last_used: u64, idle_ttl: Option<u64>) -> u64 {
+    match idle_ttl {
+        Some(idle) => expires.min(last_used.saturating_add(idle)),
+        None => expires,
+    }
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -104,10 +112,7 @@ pub fn now_ms() -> u64 {
 impl Session {
     /// When the session ends: the absolute expiry, or earlier by the idle limit.
     pub fn ends_at(&self) -> u64 {
-        match self.idle_ttl {
-            Some(idle) => self.expires.min(self.last_used.saturating_add(idle)),
-            None => self.expires,
-        }
+        ends_at(self.expires, self.last_used, self.idle_ttl)
     }
 
     pub fn is_live(&self, now: u64) -> bool {
