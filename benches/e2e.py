@@ -56,8 +56,9 @@ def wrk(url, header=None, script=None):
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     try:
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-        p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
-        p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+        # Anchored: a standard deviation column like "86.99%" must not pass for the 99th.
+        p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+        p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     except (AttributeError, ValueError) as e:
         sys.exit(f"cannot read wrk's output for {url} ({e}):\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
