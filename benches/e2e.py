@@ -174,7 +174,7 @@ policy = "authenticated"
             rows.append((name, a_label, A, b_label, B, target))
             print(f"{name}: {a_label} {A['rps']:.0f} req/s, {b_label} {B['rps']:.0f} req/s, ratio {B['rps']/A['rps']:.2f}", flush=True)
         ctx = {"tmp": tmp, "root": ROOT, "bin": BIN, "workers": WORKERS, "duration": DURATION,
-               "wrk": wrk, "wait_port": wait_port, "procs": procs, "admin_token": token,
+               "wrk": wrk, "wait_port": wait_port, "free_port": free_port, "procs": procs, "admin_token": token,
                "upstream": up, "gw_url": f"http://127.0.0.1:{gw}/", "auth": auth}
         others = other_targets(ctx)
         report(rows, direct, others)
@@ -198,7 +198,7 @@ def other_targets(ctx):
         print(lines[-1], flush=True)
     redis_proc, redis_port = None, None
     if {"revocation", "redis"} & ONLY:
-        redis_proc, redis_port = e2e_targets.start_redis(ctx["tmp"])
+        redis_proc, redis_port = e2e_targets.start_redis(ctx)
         if redis_proc is None:
             lines.append("| revocation, redis cache misses | skipped: redis-server is not installed | | |")
         else:

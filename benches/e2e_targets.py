@@ -2,7 +2,7 @@
 flood vs quiet p99, revocation latency to a second instance, cache misses served from redis
 (1M sessions, 100k-entry cache, Zipf access) vs cache hits, and memory per cached session.
 Every target is on 127.0.0.1; redis-server runs in a temp dir of its own."""
-import base64, hashlib, hmac, http.client, json, os, secrets, shutil, statistics, subprocess, time
+import base64, hashlib, hmac, http.client, json, os, shutil, statistics, subprocess, time
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 ZIPF_LUA = """
@@ -55,25 +55,18 @@ def login_flood(ctx):
             "flood_rps": loaded["rps"], "logins_per_s": logins}
 
 
-def start_redis(tmp):
+def start_redis(ctx):
     if not shutil.which("redis-server"):
         return None, None
-    port = ctx_free_port()
+    port = ctx["free_port"]()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+                             "--appendonly", "no", "--dir", ctx["tmp"]], stdout=subprocess.DEVNULL)
     return proc, port
-
-
-def ctx_free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def redis_gateway(ctx, redis_port, cache_entries):
     """A portcullis on the redis store; returns (process, http port, admin port)."""
-    http_port, admin_port = ctx_free_port(), ctx_free_port()
+    http_port, admin_port = ctx["free_port"](), ctx["free_port"]()
     cfg = os.path.join(ctx["tmp"], f"redis-{http_port}.toml")
     with open(cfg, "w") as f:
         f.write(f"""[server]

@@ -14,7 +14,7 @@ use crate::body::ProxyBody;
 use crate::error::{field_error, json_error, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::Session;
-use crate::session::cache::{Found, Live, Meta};
+use crate::session::cache::{Found, Live};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -180,15 +180,10 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         );
     }
     let api = &shared.api;
-    let address = conn.peer.ip().to_string();
     if let Err(refused) = api.address_allowed(conn) {
         return refused.into_response();
     }
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect::<String>());
+    let meta = super::pending::meta(conn, req.headers(), None);
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -209,11 +204,6 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     let user = match api.check_login(username, password).await {
         Ok(user) => user,
         Err(refused) => return refused.into_response(),
-    };
-    let meta = Meta {
-        ip: Some(address),
-        user_agent,
-        device_uuid: None,
     };
     match shared.sessions.create_active(user, None, meta).await {
         Ok(issued) => with_cookie(shared, conn, &issued.token, &issued.session),
