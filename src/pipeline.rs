@@ -56,23 +56,27 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
     resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
     let elapsed = started.elapsed();
     let shared = &worker.shared;
-    let route_label = match trace.route.map(|i| &shared.routes.routes[i]) {
-        Some(route) => {
-            route.request_duration.observe(elapsed.as_secs_f64());
-            route.label
+    let class = MethodClass::of(&method);
+    let route = trace.route.map(|i| &shared.routes.routes[i]);
+    if let Some(route) = route {
+        route.request_duration.observe(elapsed.as_secs_f64());
+    }
+    match route {
+        Some(route) if resp.status() == StatusCode::OK => route.ok_requests[class as usize].inc(),
+        _ => {
+            let route_label = match route {
+                Some(route) => route.label,
+                None if trace.api => "api",
+                None => "-",
+            };
+            let labels = RequestLabels {
+                route: route_label,
+                method: class,
+                status: resp.status().as_u16(),
+            };
+            shared.metrics.requests.get_or_create(&labels).inc()
         }
-        None if trace.api => "api",
-        None => "-",
     };
-    shared
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route_label,
-            method: MethodClass::of(&method),
-            status: resp.status().as_u16(),
-        })
-        .inc();
     if worker.shared.access_log {
         let routes = &worker.shared.routes;
         let route = trace.route.map(|i| &routes.routes[i]);

@@ -136,6 +136,7 @@ fn http_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(s.header_read_timeout)
         .max_buf_size(s.max_header_bytes.max(8192))
+        .writev(false)
         .keep_alive(true);
     builder
         .http2()

@@ -7,7 +7,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies also drop.
-const HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -20,7 +20,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 ];
 
 /// Headers a `Connection` option may not remove: the gateway needs them to route and frame.
-const NOT_NOMINATABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
+static NOT_NOMINATABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -63,34 +63,41 @@ pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// Removes hop-by-hop headers and those named in `Connection`.
+/// Removes hop-by-hop headers and those named in `Connection`. One pass over the (few) names
+/// present decides what goes, so the common message (none of these, or only `Connection:
+/// keep-alive`) costs no allocation and one removal at most.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(named) = connection_options(headers) {
-        for name in named {
-            if !NOT_NOMINATABLE.contains(&name) {
-                headers.remove(&name);
-            }
+    let mut found = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            found[i] = true;
         }
     }
-    // One pass over the (few) names present instead of nine hashed removals: most requests
-    // carry none of these.
-    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
+    // `Connection` is HOP_BY_HOP[0]: without it, no header is nominated.
+    if found[0] {
+        for name in nominated(headers) {
+            headers.remove(&name);
         }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
+        headers.remove(name);
     }
 }
 
-fn connection_options(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut values = headers.get_all(header::CONNECTION).iter().peekable();
-    values.peek()?;
-    Some(
-        values
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect(),
-    )
+/// The headers a `Connection` header names, beyond the hop-by-hop ones removed anyway and the
+/// ones it may not remove; `close` and `keep-alive` (the usual options) are skipped unparsed.
+fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+        .filter(|t| !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str())))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|name| !NOT_NOMINATABLE.contains(name))
+        .collect()
 }
 
 /// Strips, from a client's request, hop-by-hop headers, identity headers (any `_`/`-` spelling)

@@ -163,7 +163,9 @@ async fn handshake<T>(io: T) -> Result<SendRequest<UpstreamBody>, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(io)
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
