@@ -209,7 +209,7 @@ async fn proxy(
         if shared.access_log
             && let auth::Identity::Session(live) = identity
         {
-            trace.session = Some(live.session.id.clone());
+            trace.session = Some(live.id().to_string());
         }
     }
     if !route.config.forward_credentials {

@@ -58,7 +58,7 @@ pub(super) fn user_json(
 /// `user_json` of a cached session.
 pub(super) fn live_json(live: &Live) -> String {
     let s = &live.session;
-    user_json(&s.id, s.ends_at(), s.device_uuid.as_deref(), live.user())
+    user_json(live.id(), s.ends_at(), s.device_uuid(), live.user())
 }
 
 /// `/users/me` in single-user mode: the local user, no session.
@@ -137,7 +137,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
     match found {
         Found::Active(live) => json_response(StatusCode::OK, live_json(&live)),
         Found::Pending(live) => {
-            let url = super::pending::login_url(shared, live.session.user_code.as_deref().unwrap_or(""));
+            let url = super::pending::login_url(shared, live.session.user_code().unwrap_or(""));
             let body = serde_json::json!({
                 "error": "login_required",
                 "message": "this session waits for a login in a browser",
@@ -256,7 +256,7 @@ pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) 
 /// `GET` or `POST /auth/logout[?rd=…]`: the session is deleted everywhere, the cookie cleared.
 pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     if let Ok(Some(live)) = current(shared, conn, req.headers()).await
-        && let Err(e) = shared.sessions.revoke(&live.session.id).await
+        && let Err(e) = shared.sessions.revoke(live.id()).await
     {
         tracing::warn!(error = %e, "logout: cannot delete the session");
         return store_down();

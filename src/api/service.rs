@@ -287,7 +287,7 @@ pub async fn destroy(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -
     if !well_formed {
         return forms::body_error(BodyError::Invalid("expected an empty message".into()));
     }
-    if let Err(e) = shared.sessions.revoke(&live.session.id).await {
+    if let Err(e) = shared.sessions.revoke(live.id()).await {
         tracing::warn!(error = %e, "destroy failed");
         return store_down();
     }

@@ -99,7 +99,7 @@ pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
                 .iter()
                 .map(|s| {
                     let mut v = crate::admin::session_json(s);
-                    v["current"] = (s.id == live.session.id).into();
+                    v["current"] = (s.id == live.id()).into();
                     v
                 })
                 .collect();

@@ -161,12 +161,12 @@ pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, identity: &
     match identity {
         Identity::Session(live) => {
             let [user, id, uuid, roles, sid, expires] = live.header_values();
-            headers.insert(names.user.clone(), user.clone());
-            headers.insert(names.user_id.clone(), id.clone());
-            headers.insert(names.user_uuid.clone(), uuid.clone());
-            headers.insert(names.roles.clone(), roles.clone());
-            headers.insert(names.session_id.clone(), sid.clone());
-            headers.insert(names.session_expires.clone(), expires.clone());
+            headers.insert(names.user.clone(), user);
+            headers.insert(names.user_id.clone(), id);
+            headers.insert(names.user_uuid.clone(), uuid);
+            headers.insert(names.roles.clone(), roles);
+            headers.insert(names.session_id.clone(), sid);
+            headers.insert(names.session_expires.clone(), expires);
         }
         Identity::Jwt(j) => {
             let mut put = |name: &http::HeaderName, value: &str| {
@@ -191,7 +191,7 @@ pub fn assertion(signer: &AssertionSigner, identity: &Identity, aud: &str) -> Op
         Identity::Session(live) => {
             let user = live.user()?;
             live.assertion(aud, signer.id, now, signer.ttl.as_secs() / 2, || {
-                signer.sign(aud, user, &live.session.id, now)
+                signer.sign(aud, user, live.id(), now)
             })
         }
         Identity::Jwt(j) => {

@@ -15,6 +15,7 @@ use super::store::{Store, StoreError};
 use super::token::{self, SessionId, TokenKeys};
 use super::{Session, State, User, now, now_ms};
 use crate::metrics::{KindLabel, Metrics};
+use bytes::Bytes;
 use http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
@@ -79,30 +80,47 @@ const EMPTY: HeaderValue = HeaderValue::from_static("");
 static NO_USER: [HeaderValue; 4] = [EMPTY, EMPTY, EMPTY, EMPTY];
 
 /// What the cache keeps of a session record: what requests and the session API read of a
-/// cached session (the user is kept shared in `UserParts`; secret hash, addresses, reissue
-/// state and extra attributes are left in the store).
+/// cached session (the id is kept in `Live`'s header values, the user shared in `UserParts`;
+/// secret hash, addresses, reissue state and extra attributes are left in the store).
 #[derive(Debug)]
 pub struct Kept {
-    pub id: String,
     pub state: State,
-    pub device_uuid: Option<String>,
-    pub user_code: Option<String>,
     pub last_used: u64,
     pub expires: u64,
     pub idle_ttl: Option<u64>,
+    /// Device and user code: most sessions have neither, so they cost one pointer.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug)]
+struct Extra {
+    device_uuid: Option<String>,
+    user_code: Option<String>,
 }
 
 impl Kept {
     fn of(session: Session) -> Kept {
+        let extra = (session.device_uuid.is_some() || session.user_code.is_some()).then(|| {
+            Box::new(Extra {
+                device_uuid: session.device_uuid,
+                user_code: session.user_code,
+            })
+        });
         Kept {
-            id: session.id,
             state: session.state,
-            device_uuid: session.device_uuid,
-            user_code: session.user_code,
             last_used: session.last_used,
             expires: session.expires,
             idle_ttl: session.idle_ttl,
+            extra,
         }
+    }
+
+    pub fn device_uuid(&self) -> Option<&str> {
+        self.extra.as_ref()?.device_uuid.as_deref()
+    }
+
+    pub fn user_code(&self) -> Option<&str> {
+        self.extra.as_ref()?.user_code.as_deref()
     }
 
     pub fn ends_at(&self) -> u64 {
@@ -115,14 +133,17 @@ impl Kept {
 }
 
 /// A session as the proxy path uses it: what is kept of the record, its secret hash in bytes,
-/// its user (shared), and the identity header values made once when it entered the cache.
+/// its user (shared), and the session's own header values made once when it entered the cache.
 #[derive(Debug)]
 pub struct Live {
     pub session: Kept,
     secret_hash: [u8; 32],
     user: Option<Arc<UserParts>>,
-    /// Session id, session expiry.
-    session_values: [HeaderValue; 2],
+    /// The session id then the session's end, one buffer: the two header values are slices of
+    /// it (one allocation per cached session instead of four).
+    values: Bytes,
+    /// Where the id ends in `values`.
+    id_len: u16,
     /// Signed `X-Auth-Jwt` values by (audience, signer), with their expiry.
     assertions: std::sync::Mutex<Vec<Assertion>>,
     /// With an idle limit: when this instance last recorded a use in the store.
@@ -133,24 +154,40 @@ impl Live {
     fn new(mut session: Session, users: &Users) -> Option<Live> {
         let secret_hash = parse_hash(&session.secret_hash)?;
         let user = session.user.take().map(|u| users.intern(u));
+        let id = std::mem::take(&mut session.id);
+        let id_len = u16::try_from(id.len()).ok()?;
         let session = Kept::of(session);
-        let value = |s: &str| HeaderValue::from_str(s).unwrap_or(EMPTY);
-        let session_values = [value(&session.id), value(&session.ends_at().to_string())];
+        let mut values = id.into_bytes();
+        values.extend_from_slice(session.ends_at().to_string().as_bytes());
         Some(Live {
             touched: AtomicU64::new(session.last_used),
             session,
             secret_hash,
             user,
-            session_values,
+            values: Bytes::from(values),
+            id_len,
             assertions: std::sync::Mutex::new(Vec::new()),
         })
     }
 
-    /// user, user id, user uuid, roles, session id, session expiry — in that order.
-    pub fn header_values(&self) -> [&HeaderValue; 6] {
+    /// The session id (hex).
+    pub fn id(&self) -> &str {
+        std::str::from_utf8(&self.values[..self.id_len as usize]).unwrap_or_default()
+    }
+
+    /// user, user id, user uuid, roles, session id, session end — in that order.
+    pub fn header_values(&self) -> [HeaderValue; 6] {
         let [u, i, d, r] = self.user.as_ref().map_or(&NO_USER, |p| &p.values);
-        let [s, e] = &self.session_values;
-        [u, i, d, r, s, e]
+        let value = |b: Bytes| HeaderValue::from_maybe_shared(b).unwrap_or(EMPTY);
+        let (id, end) = (..self.id_len as usize, self.id_len as usize..);
+        [
+            u.clone(),
+            i.clone(),
+            d.clone(),
+            r.clone(),
+            value(self.values.slice(id)),
+            value(self.values.slice(end)),
+        ]
     }
 
     /// Live and logged in (the user is kept apart from `session`, see `Users`).

@@ -259,7 +259,7 @@ impl Sessions {
     /// renew won, or the caller's token is stale), the answer is `None`, as for a session that
     /// is gone or not active.
     pub async fn rotate(&self, presented: &Live) -> Result<Option<Issued>, CreateError> {
-        let id = presented.session.id.as_str();
+        let id = presented.id();
         let presented_hash = presented.secret_hash_hex();
         let Some(key) = token::parse_id(id) else {
             return Ok(None);
@@ -387,7 +387,7 @@ impl Sessions {
             return;
         }
         for _ in 0..ATTEMPTS {
-            let old = match self.store.get(&live.session.id).await {
+            let old = match self.store.get(live.id()).await {
                 Ok(Some(s)) if s.secret_hash == live.secret_hash_hex() => s,
                 Ok(_) => return,
                 Err(e) => {
