@@ -9,6 +9,8 @@ CONNS = int(os.environ.get("CONNECTIONS", "64"))
 WORKERS = os.cpu_count() or 2
 # ONLY=pairs,flood,revocation,redis,memory runs a subset (default: everything).
 ONLY = set(os.environ.get("ONLY", "pairs,flood,revocation,redis,memory").split(","))
+# PAIRS=bearer,TLS keeps only the pairs whose name contains one of the words (default: all).
+PAIRS = [w for w in os.environ.get("PAIRS", "").split(",") if w]
 BIN = os.path.join(ROOT, "target/release/portcullis")
 CERT = os.path.join(ROOT, "certs/localhost.pem")
 KEY = os.path.join(ROOT, "certs/localhost-key.pem")
@@ -47,13 +49,30 @@ def to_ms(text):
     return {"us": v / 1000, "ms": v, "s": v * 1000, "m": v * 60000}[m.group(2)]
 
 
-def wrk(url, header=None, script=None):
+def cpu_ticks(pids):
+    """User + system CPU clock ticks used so far by `pids` and their child processes."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except OSError:
+            continue
+        total += cpu_ticks([int(c) for c in children])
+    return total
+
+
+def wrk(url, header=None, script=None, pids=()):
+    """One wrk run; with `pids`, also the CPU those processes spent per request (µs)."""
     cmd = ["wrk", "-t1", f"-c{CONNS}", f"-d{DURATION}s", "--latency", url]
     if header:
         cmd += ["-H", header]
     if script:
         cmd += ["-s", script]
+    before = cpu_ticks(pids)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    used_s = (cpu_ticks(pids) - before) / os.sysconf("SC_CLK_TCK")
     try:
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
         # Anchored: a standard deviation column like "86.99%" must not pass for the 99th.
@@ -62,7 +81,9 @@ def wrk(url, header=None, script=None):
     except (AttributeError, ValueError) as e:
         sys.exit(f"cannot read wrk's output for {url} ({e}):\n{out}")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0}
+    done = re.search(r"(\d+) requests in", out)
+    cpu_us = used_s * 1e6 / int(done.group(1)) if pids and done and int(done.group(1)) else None
+    return {"rps": rps, "p50": p50, "p99": p99, "non2xx": int(non2xx.group(1)) if non2xx else 0, "cpu_us": cpu_us}
 
 
 def h2load(url, header=None):
@@ -139,6 +160,10 @@ upstreams = ["http://127.0.0.1:{up}"]
 policy = "authenticated"
 """)
         procs.append(subprocess.Popen([BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        # The processes whose CPU per request is measured: nginx's proxy (master and workers)
+        # and portcullis.
+        ng = [int(open(os.path.join(tmp, "proxy.pid")).read())]
+        pc = [procs[-1].pid]
         for p in (up, px, gw, adm):
             wait_port(p)
         req = urllib.request.Request(f"http://127.0.0.1:{adm}/admin/sessions", method="POST",
@@ -149,22 +174,24 @@ policy = "authenticated"
 
         scenarios = [
             # (name, A label, A runner, B label, B runner, target ratio text)
-            ("plain proxy, HTTP/1.1", "nginx", lambda: wrk(f"http://127.0.0.1:{px}/"),
-             "portcullis public route", lambda: wrk(f"http://127.0.0.1:{gw}/public"), ">= 1.0 (reference)"),
-            ("bearer, cache hit, HTTP/1.1", "nginx (no auth)", lambda: wrk(f"http://127.0.0.1:{px}/"),
-             "portcullis", lambda: wrk(f"http://127.0.0.1:{gw}/", auth), ">= 1.0x, p99 <= nginx"),
-            ("bearer over TLS", "nginx TLS (no auth)", lambda: wrk(f"https://127.0.0.1:{pxs}/"),
-             "portcullis TLS", lambda: wrk(f"https://127.0.0.1:{gws}/", auth), ">= 1.0x"),
+            ("plain proxy, HTTP/1.1", "nginx", lambda: wrk(f"http://127.0.0.1:{px}/", pids=ng),
+             "portcullis public route", lambda: wrk(f"http://127.0.0.1:{gw}/public", pids=pc), ">= 1.0 (reference)"),
+            ("bearer, cache hit, HTTP/1.1", "nginx (no auth)", lambda: wrk(f"http://127.0.0.1:{px}/", pids=ng),
+             "portcullis", lambda: wrk(f"http://127.0.0.1:{gw}/", auth, pids=pc), ">= 1.0x, p99 <= nginx"),
+            ("bearer over TLS", "nginx TLS (no auth)", lambda: wrk(f"https://127.0.0.1:{pxs}/", pids=ng),
+             "portcullis TLS", lambda: wrk(f"https://127.0.0.1:{gws}/", auth, pids=pc), ">= 1.0x"),
             ("HTTP/2 over TLS (h2load -m10)", "nginx h2 (no auth)", lambda: h2load(f"https://127.0.0.1:{pxs}/"),
              "portcullis h2", lambda: h2load(f"https://127.0.0.1:{gws}/", auth), "(no target)"),
-            ("cookie vs bearer", "portcullis bearer", lambda: wrk(f"http://127.0.0.1:{gw}/", auth),
+            ("cookie vs bearer", "portcullis bearer", lambda: wrk(f"http://127.0.0.1:{gw}/", auth, pids=pc),
              # On the plain listener the cookie is named without its __Host- prefix.
-             "portcullis cookie", lambda: wrk(f"http://127.0.0.1:{gw}/", f"Cookie: portcullis={bearer}"), "within 5%"),
-            ("forged-token flood vs authenticated", "portcullis bearer", lambda: wrk(f"http://127.0.0.1:{gw}/", auth),
-             "portcullis forged (401s)", lambda: wrk(f"http://127.0.0.1:{gw}/", f"Authorization: Bearer {forged}"), ">= 1.0x"),
+             "portcullis cookie", lambda: wrk(f"http://127.0.0.1:{gw}/", f"Cookie: portcullis={bearer}", pids=pc), "within 5%"),
+            ("forged-token flood vs authenticated", "portcullis bearer", lambda: wrk(f"http://127.0.0.1:{gw}/", auth, pids=pc),
+             "portcullis forged (401s)", lambda: wrk(f"http://127.0.0.1:{gw}/", f"Authorization: Bearer {forged}", pids=pc), ">= 1.0x"),
         ]
         direct = wrk(f"http://127.0.0.1:{up}/")
         rows = []
+        if PAIRS:
+            scenarios = [sc for sc in scenarios if any(w in sc[0] for w in PAIRS)]
         for name, a_label, a, b_label, b, target in (scenarios if "pairs" in ONLY else []):
             ra, rb = [], []
             for _ in range(2):  # A B A B
@@ -172,7 +199,8 @@ policy = "authenticated"
                 rb.append(b())
             A, B = best(ra), best(rb)
             rows.append((name, a_label, A, b_label, B, target))
-            print(f"{name}: {a_label} {A['rps']:.0f} req/s, {b_label} {B['rps']:.0f} req/s, ratio {B['rps']/A['rps']:.2f}", flush=True)
+            print(f"{name}: {a_label} {A['rps']:.0f} req/s ({cpu(A)} µs CPU/req), {b_label} {B['rps']:.0f} req/s "
+                  f"({cpu(B)} µs CPU/req), ratio {B['rps']/A['rps']:.2f}", flush=True)
         ctx = {"tmp": tmp, "root": ROOT, "bin": BIN, "workers": WORKERS, "duration": DURATION,
                "wrk": wrk, "wait_port": wait_port, "free_port": free_port, "procs": procs, "admin_token": token,
                "upstream": up, "gw_url": f"http://127.0.0.1:{gw}/", "auth": auth}
@@ -243,13 +271,13 @@ def report(rows, direct, others):
     os.makedirs(out, exist_ok=True)
     lines = [f"Machine: {machine()}", "",
              f"Upstream alone (nginx, direct): {direct['rps']:.0f} req/s, p99 {direct['p99']:.2f} ms", "",
-             "| scenario | A | A req/s | A p50/p99 ms | B | B req/s | B p50/p99 ms | B/A | target |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| scenario | A | A req/s | A p50/p99 ms | B | B req/s | B p50/p99 ms | B/A | CPU µs/req A / B | target |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, al, A, bl, B, target in rows:
         note = " (h2load: mean/max)" if A.get("h2") else ""
         bad = f", {B['non2xx']} non-2xx!" if B["non2xx"] and "forged" not in bl else ""
         lines.append(f"| {name}{note} | {al} | {A['rps']:.0f} | {A['p50']:.2f} / {A['p99']:.2f} | {bl} | {B['rps']:.0f}{bad} | "
-                     f"{B['p50']:.2f} / {B['p99']:.2f} | {B['rps']/A['rps']:.2f} | {target} |")
+                     f"{B['p50']:.2f} / {B['p99']:.2f} | {B['rps']/A['rps']:.2f} | {cpu(A)} / {cpu(B)} | {target} |")
     lines += ["", "| other target | measured | target | |", "|---|---|---|---|"] + others
     text = "\n".join(lines) + "\n"
     print("\n" + text)
@@ -259,6 +287,10 @@ def report(rows, direct, others):
         with open(os.path.join(out, "latency.svg"), "w") as f:
             f.write(svg(rows))
     print(f"wrote {out}/e2e.md and {out}/latency.svg")
+
+
+def cpu(run):
+    return f"{run['cpu_us']:.1f}" if run.get("cpu_us") is not None else "-"
 
 
 def svg(rows):
