@@ -152,6 +152,29 @@ async fn forged_and_oversized_tokens_cost_no_store_lookup() {
 }
 
 #[tokio::test]
+async fn an_altered_tag_is_refused_while_the_session_is_cached() {
+    let (gw, _stop) = gateway().await;
+    let sessions = gw.running.as_ref().unwrap().sessions.clone();
+    let before = sessions.store_lookups();
+    let alice = mint(gw.admin, "alice", 1).await.remove(0);
+    assert_eq!(status_of(&get_with_token(gw.http, "/app/x", &alice).await), 200);
+    // Same id and secret, one character of the tag (the last 22 characters) changed.
+    let mut altered = alice.clone().into_bytes();
+    altered[75] = if altered[75] == b'a' { b'b' } else { b'a' };
+    let altered = String::from_utf8(altered).unwrap();
+    for _ in 0..3 {
+        assert_eq!(status_of(&get_with_token(gw.http, "/app/x", &altered).await), 401);
+        assert_eq!(status_of(&get_with_token(gw.http, "/app/x", &alice).await), 200);
+    }
+    assert_eq!(
+        sessions.store_lookups(),
+        before + 1,
+        "the cached entry served every check"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn revocation_takes_effect_at_once() {
     let (gw, _stop) = gateway().await;
     let tokens = mint(gw.admin, "alice", 3).await;

@@ -1,6 +1,8 @@
 //! `Sessions`: the token check, the moka cache and the store, in that order, plus revocation.
 //!
-//! - A token is verified (tag) before anything else: forgeries cost no cache or store work.
+//! - A token's tag (HMAC) is checked before any store work: forgeries cost no store lookup. A
+//!   cache hit compares the tag with the one proven for that entry and checks it in full when
+//!   it differs, so an altered tag is refused whether or not the session is cached.
 //! - Cache entries are keyed by session id. A live entry lives at most `cache.ttl` and never
 //!   past its session's end; an unknown or dead id is cached as absent for `cache.negative_ttl`.
 //!   Concurrent misses for one id make one store lookup (moka's `try_get_with`).
@@ -148,6 +150,10 @@ pub struct Live {
     assertions: std::sync::Mutex<Vec<Assertion>>,
     /// With an idle limit: when this instance last recorded a use in the store.
     pub(super) touched: AtomicU64,
+    /// The tag of the token last proven (HMAC) against this entry, all zeros until then: a
+    /// hit presenting the same tag skips the HMAC, any other tag is checked in full, so a
+    /// token with its tag altered is refused on hits too, not only on misses.
+    proven_tag: [AtomicU64; 2],
 }
 
 impl Live {
@@ -167,7 +173,25 @@ impl Live {
             values: Bytes::from(values),
             id_len,
             assertions: std::sync::Mutex::new(Vec::new()),
+            proven_tag: [AtomicU64::new(0), AtomicU64::new(0)],
         })
+    }
+
+    /// Whether `tag` is the tag already proven for this entry.
+    fn is_proven(&self, tag: &[u8; 16]) -> bool {
+        let mut proven = [0u8; 16];
+        proven[..8].copy_from_slice(&self.proven_tag[0].load(Ordering::Relaxed).to_le_bytes());
+        proven[8..].copy_from_slice(&self.proven_tag[1].load(Ordering::Relaxed).to_le_bytes());
+        proven != [0u8; 16] && token::same_tag(&proven, tag)
+    }
+
+    /// Records a tag whose HMAC was checked (one (id, secret) has one tag per key; racing
+    /// writers store the same value).
+    fn prove(&self, tag: &[u8; 16]) {
+        let (a, b) = tag.split_at(8);
+        let word = |half: &[u8]| u64::from_le_bytes(half.try_into().unwrap_or_default());
+        self.proven_tag[0].store(word(a), Ordering::Relaxed);
+        self.proven_tag[1].store(word(b), Ordering::Relaxed);
     }
 
     /// The session id (hex).
@@ -460,6 +484,8 @@ impl Sessions {
             return Ok(Found::Nothing);
         };
         let id = parsed.id();
+        // Whether this request has checked the token's tag (HMAC) yet.
+        let mut genuine = false;
         let entry = match self.cache.get(&id).await {
             Some(hit) => {
                 match hit {
@@ -472,6 +498,7 @@ impl Sessions {
                 if !self.keys.genuine(&parsed) {
                     return Ok(Found::Nothing);
                 }
+                genuine = true;
                 self.counters.miss.inc();
                 // SeqCst pairs "load then read the counters" here with "bump then invalidate"
                 // in forget: one of the two always sees the other.
@@ -502,6 +529,13 @@ impl Sessions {
         };
         if !token::same_hash(&live.secret_hash, &parsed.secret_hash()) {
             return Ok(Found::Nothing);
+        }
+        let tag = parsed.tag();
+        if !live.is_proven(&tag) {
+            if !genuine && !self.keys.genuine(&parsed) {
+                return Ok(Found::Nothing);
+            }
+            live.prove(&tag);
         }
         let now = now();
         Ok(if live.is_active(now) {

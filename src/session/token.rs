@@ -46,6 +46,11 @@ impl Kind {
         }
     }
 }
+/// Two tags are the same (constant time).
+pub fn same_tag(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    constant_time::verify_slices_are_equal(a, b).is_ok()
+}
+
 /// Length of every token this gateway mints.
 pub const TOKEN_LEN: usize = PREFIX.len() + 86;
 /// The most credential bytes ever looked at (SPEC §1.4).
@@ -282,6 +287,13 @@ impl Parsed {
         let (id, rest) = self.raw[..RAW_LEN].split_at(16);
         let (secret, tag) = rest.split_at(32);
         (id, secret, tag)
+    }
+
+    /// The tag as presented (not checked).
+    pub fn tag(&self) -> [u8; 16] {
+        let mut tag = [0u8; 16];
+        tag.copy_from_slice(self.parts().2);
+        tag
     }
 
     pub fn id(&self) -> SessionId {
