@@ -150,10 +150,10 @@ pub struct Live {
     assertions: std::sync::Mutex<Vec<Assertion>>,
     /// With an idle limit: when this instance last recorded a use in the store.
     pub(super) touched: AtomicU64,
-    /// The tag of the token last proven (HMAC) against this entry, all zeros until then: a
-    /// hit presenting the same tag skips the HMAC, any other tag is checked in full, so a
-    /// token with its tag altered is refused on hits too, not only on misses.
-    proven_tag: [AtomicU64; 2],
+    /// The tag of the first token proven (HMAC) against this entry: a hit presenting the same
+    /// tag skips the HMAC, any other tag is checked in full, so a token with its tag altered
+    /// is refused on hits too, not only on misses. Set once, so it is never read half-written.
+    proven_tag: std::sync::OnceLock<[u8; 16]>,
 }
 
 impl Live {
@@ -163,8 +163,11 @@ impl Live {
         let id = std::mem::take(&mut session.id);
         let id_len = u16::try_from(id.len()).ok()?;
         let session = Kept::of(session);
-        let mut values = id.into_bytes();
-        values.extend_from_slice(session.ends_at().to_string().as_bytes());
+        let end = session.ends_at().to_string();
+        // Exact capacity: the buffer is kept for the entry's whole life.
+        let mut values = Vec::with_capacity(id.len() + end.len());
+        values.extend_from_slice(id.as_bytes());
+        values.extend_from_slice(end.as_bytes());
         Some(Live {
             touched: AtomicU64::new(session.last_used),
             session,
@@ -173,25 +176,21 @@ impl Live {
             values: Bytes::from(values),
             id_len,
             assertions: std::sync::Mutex::new(Vec::new()),
-            proven_tag: [AtomicU64::new(0), AtomicU64::new(0)],
+            proven_tag: std::sync::OnceLock::new(),
         })
     }
 
     /// Whether `tag` is the tag already proven for this entry.
     fn is_proven(&self, tag: &[u8; 16]) -> bool {
-        let mut proven = [0u8; 16];
-        proven[..8].copy_from_slice(&self.proven_tag[0].load(Ordering::Relaxed).to_le_bytes());
-        proven[8..].copy_from_slice(&self.proven_tag[1].load(Ordering::Relaxed).to_le_bytes());
-        proven != [0u8; 16] && token::same_tag(&proven, tag)
+        self.proven_tag
+            .get()
+            .is_some_and(|proven| token::same_tag(proven, tag))
     }
 
-    /// Records a tag whose HMAC was checked (one (id, secret) has one tag per key; racing
-    /// writers store the same value).
+    /// Records a tag whose HMAC was checked, if none was yet (one (id, secret) has one tag per
+    /// key, so a second genuine tag is practically impossible; it would only cost its HMAC).
     fn prove(&self, tag: &[u8; 16]) {
-        let (a, b) = tag.split_at(8);
-        let word = |half: &[u8]| u64::from_le_bytes(half.try_into().unwrap_or_default());
-        self.proven_tag[0].store(word(a), Ordering::Relaxed);
-        self.proven_tag[1].store(word(b), Ordering::Relaxed);
+        let _ = self.proven_tag.set(*tag);
     }
 
     /// The session id (hex).
