@@ -184,7 +184,7 @@ impl Live {
     fn is_proven(&self, tag: &[u8; 16]) -> bool {
         self.proven_tag
             .get()
-            .is_some_and(|proven| token::same_tag(proven, tag))
+            .is_some_and(|proven| token::same_bytes(proven, tag))
     }
 
     /// Records a tag whose HMAC was checked, if none was yet (one (id, secret) has one tag per
@@ -526,7 +526,7 @@ impl Sessions {
         let Some(live) = entry else {
             return Ok(Found::Nothing);
         };
-        if !token::same_hash(&live.secret_hash, &parsed.secret_hash()) {
+        if !token::same_bytes(&live.secret_hash, &parsed.secret_hash()) {
             return Ok(Found::Nothing);
         }
         let tag = parsed.tag();

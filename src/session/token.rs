@@ -46,11 +46,6 @@ impl Kind {
         }
     }
 }
-/// Two tags are the same (constant time).
-pub fn same_tag(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    constant_time::verify_slices_are_equal(a, b).is_ok()
-}
-
 /// Length of every token this gateway mints.
 pub const TOKEN_LEN: usize = PREFIX.len() + 86;
 /// The most credential bytes ever looked at (SPEC §1.4).
@@ -322,8 +317,8 @@ fn secret_hash(secret: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Constant-time equality of two secret hashes.
-pub fn same_hash(a: &[u8; 32], b: &[u8; 32]) -> bool {
+/// Constant-time equality of two secret values of one size (secret hashes, tags).
+pub fn same_bytes<const N: usize>(a: &[u8; N], b: &[u8; N]) -> bool {
     constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
