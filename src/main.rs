@@ -221,6 +221,7 @@ fn run(command: Command) -> Result<()> {
         Command::Whoami { listen } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async {
+                let stop_signal = shutdown_signal();
                 let listener = tokio::net::TcpListener::bind(listen)
                     .await
                     .with_context(|| format!("cannot listen on {listen}"))?;
@@ -228,7 +229,7 @@ fn run(command: Command) -> Result<()> {
                 let cancel = tokio_util::sync::CancellationToken::new();
                 let stop = cancel.clone();
                 tokio::spawn(async move {
-                    shutdown_signal().await;
+                    stop_signal.await;
                     stop.cancel();
                 });
                 portcullis::whoami::serve(listener, cancel).await;
@@ -243,10 +244,14 @@ fn serve(path: &std::path::Path) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // Installed before anything starts: SIGHUP's default action would end the process.
-    let mut hup = {
+    // Installed before anything starts: the default actions of SIGHUP and SIGTERM would end
+    // the process, and a port that listens must already mean "a stop drains".
+    let (mut hup, stop) = {
         let _context = rt.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+        (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+            shutdown_signal(),
+        )
     };
     let running = portcullis::start(&config)?;
     let routes: Vec<String> = config
@@ -277,7 +282,6 @@ fn serve(path: &std::path::Path) -> Result<()> {
     );
     let reloader = running.reloader.clone();
     rt.block_on(async move {
-        let stop = shutdown_signal();
         tokio::pin!(stop);
         loop {
             let reload = async {
@@ -317,15 +321,26 @@ fn store_summary(store: &portcullis::config::StoreConfig) -> String {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled: called before any port is bound, a signal that arrives while the
+/// gateway is still starting waits for the drain instead of killing the process mid-request.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            (Ok(mut only), Err(_)) | (Err(_), Ok(mut only)) => {
+                only.recv().await;
+            }
+            (Err(_), Err(_)) => std::future::pending().await,
+        }
     }
 }
 
