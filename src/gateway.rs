@@ -4,7 +4,8 @@
 use crate::auth::jwt::{AssertionSigner, Issuer};
 use crate::config::{Config, HeaderNames, Mode, RouteConfig};
 use crate::metrics::{MethodClass, Metrics, RequestLabels, RouteLabel};
-use crate::proxy::upstream::{Pool, Upstreams};
+use crate::proxy::pool::Pool;
+use crate::proxy::upstream::{HyperPool, Upstreams};
 use crate::route::RouteTable;
 use crate::session::cache::{Live, Sessions};
 use arc_swap::ArcSwap;
@@ -132,13 +133,22 @@ impl Shared {
 /// of upstream connections for those routes.
 pub struct Worker {
     pub shared: Arc<Shared>,
-    pub pool: Arc<Pool>,
+    /// The general path's upstream connections (hyper client connections).
+    pub pool: Arc<HyperPool>,
+    /// The HTTP/1.1 fast path's upstream connections (raw streams).
+    pub streams: Pool<crate::proxy::stream::Stream>,
 }
 
 impl Worker {
     pub fn new(shared: Arc<Shared>) -> Worker {
-        let pool = Arc::new(Pool::new(shared.routes.routes.iter().map(|r| r.upstreams.len())));
-        Worker { shared, pool }
+        let counts = || shared.routes.routes.iter().map(|r| r.upstreams.len());
+        let pool = Arc::new(Pool::new(counts()));
+        let streams = Pool::new(counts());
+        Worker {
+            shared,
+            pool,
+            streams,
+        }
     }
 }
 

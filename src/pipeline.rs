@@ -28,41 +28,65 @@ use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the access log says about a request, filled in as the phases learn it.
 #[derive(Default)]
-struct Trace {
-    route: Option<usize>,
+pub(crate) struct Trace {
+    pub route: Option<usize>,
     /// Answered by the gateway's own endpoints.
-    api: bool,
-    target: Option<usize>,
-    path: Option<String>,
+    pub api: bool,
+    pub target: Option<usize>,
+    pub path: Option<String>,
     /// The session id (not the token) of an authenticated request.
-    session: Option<String>,
+    pub session: Option<String>,
 }
 
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
     let started = Instant::now();
     let trusted = worker.shared.is_trusted(conn.peer.ip());
-    let request_id = request_id(&req, trusted);
+    let request_id = request_id(
+        req.headers().get(&X_REQUEST_ID).map(HeaderValue::as_bytes),
+        trusted,
+    );
+    let request_id_value = request_id.header_value();
     let method = req.method().clone();
     let mut trace = Trace::default();
-    let mut resp = match proxy(worker, req, conn, trusted, &request_id, &mut trace).await {
+    let mut resp = match proxy(worker, req, conn, trusted, &request_id_value, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     };
-    resp.headers_mut().insert(X_REQUEST_ID, request_id.clone());
+    resp.headers_mut().insert(X_REQUEST_ID, request_id_value);
     let elapsed = started.elapsed();
+    let done = Done {
+        method: method.as_str(),
+        class: MethodClass::of(&method),
+        status: resp.status().as_u16(),
+        request_id: &request_id,
+    };
+    finish(worker, &trace, &done, elapsed, conn);
+    resp
+}
+
+/// How a request ended, for its metrics and its access-log line.
+pub(crate) struct Done<'a> {
+    pub method: &'a str,
+    pub class: MethodClass,
+    pub status: u16,
+    pub request_id: &'a RequestId,
+}
+
+/// Phase 7, log: the request's metrics and its access-log line (both paths end here);
+/// `elapsed` runs from the request head to the response head.
+pub(crate) fn finish(worker: &Worker, trace: &Trace, done: &Done<'_>, elapsed: Duration, conn: &ConnInfo) {
     let shared = &worker.shared;
-    let class = MethodClass::of(&method);
     let route = trace.route.map(|i| &shared.routes.routes[i]);
     if let Some(route) = route {
         route.request_duration.observe(elapsed.as_secs_f64());
     }
     match route {
-        Some(route) if resp.status() == StatusCode::OK => route.ok_requests[class as usize].inc(),
+        Some(route) if done.status == 200 => route.ok_requests[done.class as usize].inc(),
         _ => {
             let route_label = match route {
                 Some(route) => route.label,
@@ -71,31 +95,28 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
             };
             let labels = RequestLabels {
                 route: route_label,
-                method: class,
-                status: resp.status().as_u16(),
+                method: done.class,
+                status: done.status,
             };
             shared.metrics.requests.get_or_create(&labels).inc()
         }
     };
-    if worker.shared.access_log {
-        let routes = &worker.shared.routes;
-        let route = trace.route.map(|i| &routes.routes[i]);
+    if shared.access_log {
         tracing::info!(
             target: "portcullis::access",
-            method = %method,
+            method = %done.method,
             route = route.map_or("-", |r| r.config.name.as_str()),
             path = trace.path.as_deref().unwrap_or("-"),
-            status = resp.status().as_u16(),
+            status = done.status,
             upstream = route
                 .zip(trace.target)
                 .map_or("-", |(r, t)| r.upstreams.target(t).label.as_str()),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = request_id.to_str().unwrap_or("-"),
+            request_id = done.request_id.as_str(),
             session = trace.session.as_deref().unwrap_or("-"),
             peer = %conn.peer,
         );
     }
-    resp
 }
 
 async fn proxy(
@@ -273,23 +294,27 @@ async fn proxy(
 /// The origin-form path sent upstream: the normalized path (minus the prefix with
 /// `strip_prefix`) and the query as the client sent it.
 fn forwarded_path(route: &Route, path: &str, query: Option<&str>) -> Result<PathAndQuery, GatewayError> {
-    let path: Cow<str> = if route.config.strip_prefix {
-        let rest = path
-            .strip_prefix(route.config.path_prefix.trim_end_matches('/'))
-            .unwrap_or(path);
-        if rest.starts_with('/') {
-            Cow::Borrowed(rest)
-        } else {
-            Cow::Owned(format!("/{rest}"))
-        }
-    } else {
-        Cow::Borrowed(path)
-    };
+    let path = upstream_path(route, path);
     match query {
         Some(q) => PathAndQuery::try_from(format!("{path}?{q}")),
         None => PathAndQuery::try_from(path.as_ref()),
     }
     .map_err(|_| GatewayError::BadPath("the path cannot be forwarded"))
+}
+
+/// The normalized path as the upstream sees it: without the route's prefix with `strip_prefix`.
+pub(crate) fn upstream_path<'p>(route: &Route, path: &'p str) -> Cow<'p, str> {
+    if !route.config.strip_prefix {
+        return Cow::Borrowed(path);
+    }
+    let rest = path
+        .strip_prefix(route.config.path_prefix.trim_end_matches('/'))
+        .unwrap_or(path);
+    if rest.starts_with('/') {
+        Cow::Borrowed(rest)
+    } else {
+        Cow::Owned(format!("/{rest}"))
+    }
 }
 
 /// After a 101, copies bytes both ways between the client and the upstream until either closes.
@@ -304,16 +329,43 @@ fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade
     });
 }
 
-/// A trusted proxy's `X-Request-Id` if it is sane, else a fresh one: 32 hex digits, a random
-/// per-thread prefix and a counter (unique, cheap, and not a secret).
-fn request_id(req: &Request<Incoming>, trusted: bool) -> HeaderValue {
+/// A request's id: a trusted proxy's `X-Request-Id` if it is sane, else a fresh one of 32 hex
+/// digits, a random per-thread prefix and a counter (unique, cheap, and not a secret). Kept
+/// inline: no allocation per request.
+pub(crate) struct RequestId {
+    bytes: [u8; 128],
+    len: u8,
+}
+
+impl RequestId {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// Visible ASCII by construction.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("-")
+    }
+
+    pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(self.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+pub(crate) fn request_id(theirs: Option<&[u8]>, trusted: bool) -> RequestId {
+    let mut id = RequestId {
+        bytes: [0; 128],
+        len: 32,
+    };
     if trusted
-        && let Some(v) = req.headers().get(&X_REQUEST_ID)
+        && let Some(v) = theirs
         && !v.is_empty()
         && v.len() <= 128
-        && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        && v.iter().all(|b| b.is_ascii_graphic())
     {
-        return v.clone();
+        id.bytes[..v.len()].copy_from_slice(v);
+        id.len = v.len() as u8;
+        return id;
     }
     thread_local! {
         static NEXT: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((rand::random(), 0));
@@ -324,11 +376,10 @@ fn request_id(req: &Request<Incoming>, trusted: bool) -> HeaderValue {
         (prefix, counter)
     });
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 32];
     for (i, word) in [prefix, counter].into_iter().enumerate() {
         for j in 0..16 {
-            buf[i * 16 + j] = HEX[((word >> (60 - 4 * j)) & 15) as usize];
+            id.bytes[i * 16 + j] = HEX[((word >> (60 - 4 * j)) & 15) as usize];
         }
     }
-    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    id
 }

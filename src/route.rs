@@ -141,15 +141,20 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
-/// The request's host name, lower-cased, without port.
-pub fn host_of(authority: &str) -> String {
+/// The request's host name, lower-cased, without port (borrowed when it already is lower-case).
+pub fn host_of(authority: &str) -> Cow<'_, str> {
     let host = if let Some(rest) = authority.strip_prefix('[') {
         // [v6]:port
         rest.split(']').next().unwrap_or(rest)
     } else {
         authority.rsplit_once(':').map_or(authority, |(h, _)| h)
     };
-    host.trim_end_matches('.').to_ascii_lowercase()
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
 /// Route indexes grouped by host, each group sorted by descending prefix length.

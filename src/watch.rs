@@ -42,6 +42,11 @@ impl ConnWatch {
         self.waker.wake();
     }
 
+    /// Whether the connection was asked to close (without registering a waker).
+    pub fn closing(&self) -> bool {
+        self.close.load(Ordering::Acquire)
+    }
+
     /// Called by the connection on every poll: registers its waker and says whether to close.
     pub fn should_close(&self, waker: &std::task::Waker) -> bool {
         self.waker.register(waker);

@@ -8,23 +8,6 @@ mod common;
 use common::*;
 use hyper_util::rt::TokioIo;
 
-async fn scrape(admin: std::net::SocketAddr) -> String {
-    let resp = admin_call(admin, "GET", "/metrics").await;
-    assert_eq!(status_of(&resp), 200, "{resp}");
-    assert!(
-        resp.to_ascii_lowercase()
-            .contains("content-type: text/plain; version=0.0.4")
-    );
-    resp.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-/// The value of the series `name{labels}` (exactly as exposed), 0 when absent.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test]
 async fn series_move_as_traffic_flows() {
     let (up, _stop) = upstream::whoami().await;

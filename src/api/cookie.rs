@@ -76,13 +76,22 @@ fn local_user_json(user: &crate::session::User) -> String {
 /// Whether a browser says this request comes from another site (`host`: the request's
 /// authority, from `Host` or HTTP/2's `:authority`).
 pub fn cross_site(headers: &HeaderMap, host: Option<&str>) -> bool {
-    if headers
+    let fetch_cross_site = headers
         .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
-    {
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    cross_site_by(
+        fetch_cross_site,
+        headers.get(header::ORIGIN).map(HeaderValue::as_bytes),
+        host,
+    )
+}
+
+/// `cross_site` from what the request says: `Sec-Fetch-Site: cross-site`, its `Origin`, its host.
+pub fn cross_site_by(fetch_cross_site: bool, origin: Option<&[u8]>, host: Option<&str>) -> bool {
+    if fetch_cross_site {
         return true;
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let Some(origin) = origin.and_then(crate::auth::header_text) else {
         return false;
     };
     let host = host.unwrap_or("");

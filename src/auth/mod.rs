@@ -38,28 +38,64 @@ impl<'a> Credential<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Oversized;
 
+/// A header value as text, by `HeaderValue::to_str`'s rule: visible ASCII, spaces and tabs only.
+pub fn header_text(value: &[u8]) -> Option<&str> {
+    if is_text(value) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
+/// Visible ASCII, spaces and tabs only; without early exit, so it runs as vector code.
+fn is_text(value: &[u8]) -> bool {
+    value
+        .iter()
+        .fold(true, |ok, &b| ok & ((32..127).contains(&b) | (b == b'\t')))
+}
+
 /// The bearer token from `Authorization`, if that is what it holds.
 pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Oversized> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    bearer_in(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
+}
+
+/// The bearer token in an `Authorization` value (the request's first), if that is what it holds.
+pub fn bearer_in(value: Option<&[u8]>) -> Result<Option<&str>, Oversized> {
+    let Some(value) = value else {
         return Ok(None);
     };
     if value.len() > MAX_CREDENTIAL_LEN + 7 {
         return Err(Oversized);
     }
-    let Ok(text) = value.to_str() else { return Ok(None) };
-    match text.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-            let token = token.trim();
-            Ok((!token.is_empty()).then_some(token))
-        }
-        _ => Ok(None),
+    // `<scheme> <token>`: the scheme is what comes before the first space.
+    let Some(space) = value.iter().position(|&b| b == b' ') else {
+        return Ok(None);
+    };
+    if !value[..space].eq_ignore_ascii_case(b"bearer") || !is_text(value) {
+        return Ok(None);
     }
+    let token = value[space + 1..].trim_ascii();
+    if token.is_empty() {
+        return Ok(None);
+    }
+    Ok(std::str::from_utf8(token).ok())
 }
 
 /// The value of cookie `name` from the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Oversized> {
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(text) = value.to_str() else { continue };
+    cookie_in(
+        headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes),
+        name,
+    )
+}
+
+/// The value of cookie `name` in these `Cookie` header values.
+pub fn cookie_in<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    name: &str,
+) -> Result<Option<&'a str>, Oversized> {
+    for value in values {
+        let Some(text) = header_text(value) else { continue };
         for pair in text.split(';') {
             if let Some((k, v)) = pair.trim().split_once('=')
                 && k == name
@@ -158,26 +194,40 @@ pub async fn decide(
 /// Inserts the identity headers (the client's copies were stripped already). A JWT identity
 /// has no user id or session, so those headers are absent.
 pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, identity: &Identity) {
+    for (name, value) in identity_headers(names, identity) {
+        if let Some(value) = value {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
+
+/// The identity headers of `identity`, by name; `None` for those it has no value for.
+pub fn identity_headers<'n>(
+    names: &'n HeaderNames,
+    identity: &Identity,
+) -> [(&'n http::HeaderName, Option<HeaderValue>); 6] {
     match identity {
         Identity::Session(live) => {
             let [user, id, uuid, roles, sid, expires] = live.header_values();
-            headers.insert(names.user.clone(), user);
-            headers.insert(names.user_id.clone(), id);
-            headers.insert(names.user_uuid.clone(), uuid);
-            headers.insert(names.roles.clone(), roles);
-            headers.insert(names.session_id.clone(), sid);
-            headers.insert(names.session_expires.clone(), expires);
+            [
+                (&names.user, Some(user)),
+                (&names.user_id, Some(id)),
+                (&names.user_uuid, Some(uuid)),
+                (&names.roles, Some(roles)),
+                (&names.session_id, Some(sid)),
+                (&names.session_expires, Some(expires)),
+            ]
         }
         Identity::Jwt(j) => {
-            let mut put = |name: &http::HeaderName, value: &str| {
-                if let Ok(v) = HeaderValue::from_str(value) {
-                    headers.insert(name.clone(), v);
-                }
-            };
-            put(&names.user, j.name.as_deref().unwrap_or(&j.subject));
-            put(&names.user_uuid, &j.subject);
-            put(&names.roles, &j.roles.join(","));
-            put(&names.session_expires, &j.expires.to_string());
+            let text = |value: &str| HeaderValue::from_str(value).ok();
+            [
+                (&names.user, text(j.name.as_deref().unwrap_or(&j.subject))),
+                (&names.user_id, None),
+                (&names.user_uuid, text(&j.subject)),
+                (&names.roles, text(&j.roles.join(","))),
+                (&names.session_id, None),
+                (&names.session_expires, text(&j.expires.to_string())),
+            ]
         }
     }
 }
@@ -219,21 +269,33 @@ pub fn remove_credentials(headers: &mut HeaderMap, cookie_name: &str) {
     if !headers.contains_key(header::COOKIE) {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != cookie_name))
-        .map(str::to_string)
-        .collect();
+    let kept = cookies_without(
+        headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes),
+        cookie_name,
+    );
     headers.remove(header::COOKIE);
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = HeaderValue::from_str(&kept)
     {
         headers.insert(header::COOKIE, v);
     }
+}
+
+/// The cookies of these `Cookie` values but `name`, as one `Cookie` value (empty if none).
+pub fn cookies_without<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> String {
+    let mut kept = String::new();
+    let pairs = values
+        .filter_map(header_text)
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name));
+    for pair in pairs {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(pair);
+    }
+    kept
 }
 
 /// A browser navigation: GET or HEAD asking for HTML. These get the login redirect, not a 401.

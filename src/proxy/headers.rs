@@ -19,6 +19,13 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Whether `name` (any case) is one of the hop-by-hop headers.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    // Most names have a length none of them has: one comparison, not nine.
+    matches!(name.len(), 2 | 7 | 10 | 16 | 17 | 18 | 19)
+        && HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_str()))
+}
+
 /// Headers a `Connection` option may not remove: the gateway needs them to route and frame.
 static NOT_NOMINATABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
 
@@ -27,13 +34,14 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Names compared with `-` and `_` as the same character; `lower` must be lower-case with `-`.
-fn same_name(name: &str, lower: &str) -> bool {
+/// Names compared ignoring ASCII case, with `-` and `_` as the same character; `lower` must be
+/// lower-case with `-`.
+pub fn same_name(name: &str, lower: &str) -> bool {
     name.len() == lower.len()
         && name
             .bytes()
             .zip(lower.bytes())
-            .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
 fn starts_with_name(name: &str, lower_prefix: &str) -> bool {
@@ -41,7 +49,7 @@ fn starts_with_name(name: &str, lower_prefix: &str) -> bool {
 }
 
 /// Headers that only a trusted proxy may send: they claim facts about the connection.
-fn is_forwarding_header(name: &str) -> bool {
+pub fn is_forwarding_header(name: &str) -> bool {
     same_name(name, "forwarded")
         || starts_with_name(name, "x-forwarded-")
         || same_name(name, "x-real-ip")
@@ -260,6 +268,16 @@ mod tests {
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "198.51.100.7, 10.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+    }
+
+    #[test]
+    fn hop_by_hop_names_in_any_case() {
+        for h in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(h.as_str()) && is_hop_by_hop(&h.as_str().to_uppercase()));
+        }
+        for other in ["host", "x-te", "upgrades", "connection2", "content-length"] {
+            assert!(!is_hop_by_hop(other), "{other}");
+        }
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! The forwarding half of the gateway: header hygiene and upstream sending.
+//! The forwarding half of the gateway: header hygiene, upstream connections and sending.
 
 pub mod headers;
+pub mod pool;
+pub mod stream;
 pub mod upstream;

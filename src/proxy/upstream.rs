@@ -10,20 +10,17 @@
 use crate::body::{BodyTooLarge, UpstreamBody};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
+use crate::proxy::pool::Pool;
+use crate::proxy::stream::Stream;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-
-/// Idle connections kept per (route, target) per worker.
-const MAX_IDLE: usize = 512;
-/// An idle connection older than this is closed rather than reused.
-const IDLE_TTL: Duration = Duration::from_secs(90);
 
 /// One upstream target of a route.
 pub struct Target {
@@ -35,6 +32,13 @@ pub struct Target {
     host_header: Option<http::HeaderValue>,
     down_until_ms: AtomicU64,
     connect_errors: prometheus_client::metrics::counter::Counter,
+}
+
+impl Target {
+    /// The `Host` header for this target, when the route does not preserve the client's.
+    pub fn host_header(&self) -> Option<&[u8]> {
+        self.host_header.as_ref().map(http::HeaderValue::as_bytes)
+    }
 }
 
 /// A route's targets and their shared state (shared by all workers).
@@ -127,8 +131,8 @@ impl Upstreams {
         self.targets.is_empty()
     }
 
-    /// Opens a connection to target `i` (TCP, then TLS for `https://`) and starts its task.
-    async fn connect(&self, i: usize) -> Result<SendRequest<UpstreamBody>, String> {
+    /// Opens a connection to target `i`: TCP, then TLS for `https://`.
+    pub async fn dial(&self, i: usize) -> Result<Stream, String> {
         let target = self.target(i);
         let host = target
             .authority
@@ -145,17 +149,27 @@ impl Upstreams {
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
-        if https {
-            let name =
-                rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-            let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
-                .await
-                .map_err(|_| "TLS handshake timed out".to_string())?
-                .map_err(|e| format!("TLS handshake failed: {e}"))?;
-            handshake(TokioIo::new(tls)).await
-        } else {
-            handshake(TokioIo::new(tcp)).await
+        if !https {
+            return Ok(Stream::Tcp(tcp));
         }
+        let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+        let tls = tokio::time::timeout(self.connect_timeout, self.tls.connect(name, tcp))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+        Ok(Stream::Tls(Box::new(tls)))
+    }
+
+    /// Dials target `i` and starts hyper's client connection task on it.
+    async fn connect(&self, i: usize) -> Result<SendRequest<UpstreamBody>, String> {
+        handshake(TokioIo::new(self.dial(i).await?)).await
+    }
+
+    /// Counts a failed dial of target `i` and logs it.
+    pub fn connect_failed(&self, i: usize, why: &str) {
+        let target = self.target(i);
+        tracing::warn!(upstream = %target.label, error = %why, "upstream connect failed");
+        target.connect_errors.inc();
     }
 }
 
@@ -176,54 +190,12 @@ where
     Ok(sender)
 }
 
-struct Idle {
-    sender: SendRequest<UpstreamBody>,
-    since: Instant,
-}
-
-/// One worker's idle upstream connections, by route index then target index.
-pub struct Pool {
-    idle: Vec<Vec<Mutex<Vec<Idle>>>>,
-}
-
-impl Pool {
-    pub fn new(target_counts: impl IntoIterator<Item = usize>) -> Pool {
-        Pool {
-            idle: target_counts
-                .into_iter()
-                .map(|n| (0..n).map(|_| Mutex::new(Vec::new())).collect())
-                .collect(),
-        }
-    }
-
-    fn take(&self, route: usize, target: usize) -> Option<SendRequest<UpstreamBody>> {
-        let mut idle = self.idle.get(route)?.get(target)?.lock().ok()?;
-        while let Some(c) = idle.pop() {
-            if !c.sender.is_closed() && c.since.elapsed() < IDLE_TTL {
-                return Some(c.sender);
-            }
-        }
-        None
-    }
-
-    fn put(&self, route: usize, target: usize, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Some(Ok(mut idle)) = self.idle.get(route).and_then(|r| r.get(target)).map(|m| m.lock())
-            && idle.len() < MAX_IDLE
-        {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
-        }
-    }
-}
+/// The general path's pool: hyper client connections.
+pub type HyperPool = Pool<SendRequest<UpstreamBody>>;
 
 /// A connection on loan to one response; handed back to the pool when its body has ended.
 pub struct Lease {
-    pool: Arc<Pool>,
+    pool: Arc<HyperPool>,
     route: usize,
     target: usize,
     sender: SendRequest<UpstreamBody>,
@@ -231,7 +203,10 @@ pub struct Lease {
 
 impl Lease {
     pub fn release(self) {
-        self.pool.put(self.route, self.target, self.sender);
+        if !self.sender.is_closed() {
+            self.pool
+                .put(self.route, self.target, self.sender, Instant::now());
+        }
     }
 }
 
@@ -249,7 +224,7 @@ enum Failure {
 
 /// Sends `req` (origin-form URI, headers final) to one of route `route_index`'s targets.
 pub async fn send(
-    pool: &Arc<Pool>,
+    pool: &Arc<HyperPool>,
     route_index: usize,
     upstreams: &Upstreams,
     timeout: Duration,
@@ -297,7 +272,7 @@ pub async fn send(
 }
 
 fn ok(
-    pool: &Arc<Pool>,
+    pool: &Arc<HyperPool>,
     route: usize,
     target: usize,
     (resp, sender): (Response<Incoming>, SendRequest<UpstreamBody>),
@@ -324,7 +299,7 @@ fn timed_out(target: usize) -> Sent {
 /// One target: idle connections first (a closed one hands the unsent request back, and the
 /// next is tried), then a new connection.
 async fn attempt(
-    pool: &Pool,
+    pool: &HyperPool,
     route: usize,
     upstreams: &Upstreams,
     i: usize,
@@ -335,7 +310,7 @@ async fn attempt(
     if let Some(host) = &target.host_header {
         req.headers_mut().insert(http::header::HOST, host.clone());
     }
-    while let Some(mut sender) = pool.take(route, i) {
+    while let Some(mut sender) = pool.take(route, i, Instant::now()) {
         if sender.ready().await.is_err() {
             continue;
         }
@@ -351,8 +326,7 @@ async fn attempt(
     let mut sender = match Box::pin(upstreams.connect(i)).await {
         Ok(s) => s,
         Err(why) => {
-            tracing::warn!(upstream = %label, error = %why, "upstream connect failed");
-            upstreams.target(i).connect_errors.inc();
+            upstreams.connect_failed(i, &why);
             return Err(Failure::Connect(Box::new(req)));
         }
     };

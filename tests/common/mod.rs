@@ -340,3 +340,21 @@ pub fn bearer(mut req: Request<Full<Bytes>>, token: &str) -> Request<Full<Bytes>
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     req
 }
+
+/// `GET /metrics` from the admin listener: the Prometheus text.
+pub async fn scrape(admin: SocketAddr) -> String {
+    let resp = admin_call(admin, "GET", "/metrics").await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4")
+    );
+    resp.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// The value of the series `name{labels}` (exactly as exposed), 0 when absent.
+pub fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
