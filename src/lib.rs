@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod h1;
 pub mod io;
 pub mod metrics;
 pub mod pipeline;
@@ -159,6 +160,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         idle_timeout: config.server.idle_timeout,
         max_header_bytes: config.server.max_header_bytes,
         shutdown_grace: config.server.shutdown_grace,
+        http1_fast_path: config.server.http1_fast_path,
     };
     let mut threads = vec![sessions_thread];
     for id in 0..workers {

@@ -103,6 +103,10 @@ pub struct Metrics {
     pub revocations: Family<KindLabel, Counter>,
     /// `succeeded`, `failed`.
     pub reloads: Family<KindLabel, Counter>,
+    /// HTTP/1.1 requests forwarded by the fast path.
+    pub fast_path_requests: Counter,
+    /// Connections the fast path handed to hyper, by reason (`h1::request::Handover`).
+    pub fast_path_handovers: Family<KindLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -186,8 +190,22 @@ impl Metrics {
             "Configuration reloads: succeeded, failed (the old configuration kept serving)",
             reloads.clone(),
         );
+        let fast_path_requests = Counter::default();
+        registry.register(
+            "fast_path_requests",
+            "HTTP/1.1 requests forwarded by the fast path (the rest are served by hyper)",
+            fast_path_requests.clone(),
+        );
+        let fast_path_handovers = Family::default();
+        registry.register(
+            "fast_path_handovers",
+            "HTTP/1.1 connections the fast path handed to hyper, by the reason of the request that did it",
+            fast_path_handovers.clone(),
+        );
         Metrics {
             registry,
+            fast_path_requests,
+            fast_path_handovers,
             requests,
             request_duration,
             upstream_duration,

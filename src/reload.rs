@@ -28,6 +28,10 @@ fn fixed(config: &Config) -> Vec<(&'static str, String)> {
         ("server.http_listen", format!("{:?}", config.server.http_listen)),
         ("server.workers", config.server.workers.to_string()),
         (
+            "server.http1_fast_path",
+            config.server.http1_fast_path.to_string(),
+        ),
+        (
             "server (timeouts, header limit)",
             format!(
                 "{:?} {:?} {} {:?}",

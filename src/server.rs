@@ -5,6 +5,7 @@
 //! and header size cap, an idle timeout, and a graceful drain when the process stops.
 
 use crate::gateway::{ConnInfo, Current, WorkerCell};
+use crate::h1::{self, prefixed::Prefixed};
 use crate::io::ActivityIo;
 use crate::metrics::OpenConnection;
 use crate::pipeline;
@@ -29,6 +30,8 @@ pub struct ConnSettings {
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Serve HTTP/1.1 on the fast path first (`h1`).
+    pub http1_fast_path: bool,
 }
 
 /// A worker's sockets: the TLS one (with its TLS config) and the plain one.
@@ -184,7 +187,7 @@ async fn accept_loop(
                             };
                             let _open =
                                 OpenConnection::new(&ctx.worker.get().shared.metrics, "tls", protocol);
-                            serve(tls_stream, ConnInfo::new(peer, true), &ctx).await
+                            serve(tls_stream, ConnInfo::new(peer, true), &ctx, protocol != "h2").await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -193,7 +196,7 @@ async fn accept_loop(
                 None => {
                     // Plain connections may speak HTTP/1.1 or h2c; hyper tells them apart later.
                     let _open = OpenConnection::new(&ctx.worker.get().shared.metrics, "http", "http");
-                    serve(stream, ConnInfo::new(peer, false), &ctx).await
+                    serve(stream, ConnInfo::new(peer, false), &ctx, true).await
                 }
             }
         });
@@ -208,13 +211,27 @@ struct ConnState {
     watch: Arc<ConnWatch>,
 }
 
-async fn serve<IO>(io: IO, conn: ConnInfo, ctx: &ConnCtx)
+/// Serves a connection: HTTP/1.1 on the fast path while it can (`http1`), then hyper.
+async fn serve<IO>(io: IO, conn: ConnInfo, ctx: &ConnCtx, http1: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let registered = ctx.registry.register(&ctx.cancel);
     let watch = registered.watch.clone();
-    let io = TokioIo::new(ActivityIo::new(io, watch.clone()));
+    let io = ActivityIo::new(io, watch.clone());
+    let (io, replay) = if http1 && ctx.settings.http1_fast_path {
+        let limits = h1::Limits {
+            header_read_timeout: ctx.settings.header_read_timeout,
+            max_header_bytes: ctx.settings.max_header_bytes,
+        };
+        match h1::serve(io, &conn, &ctx.worker, &watch, &limits).await {
+            h1::Ended::Closed => return,
+            h1::Ended::Handover(io, replay) => (io, replay),
+        }
+    } else {
+        (io, Vec::new())
+    };
+    let io = TokioIo::new(Prefixed::new(replay, io));
     let state = Arc::new(ConnState {
         worker: ctx.worker.clone(),
         info: conn,

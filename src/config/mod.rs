@@ -133,6 +133,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Serve plain HTTP/1.1 proxied requests on the fast path (`h1`), handing everything else
+    /// to hyper; `false` serves every request with hyper.
+    pub http1_fast_path: bool,
 }
 
 #[derive(Clone)]
@@ -336,6 +339,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         idle_timeout: positive("server.idle_timeout", &s.idle_timeout)?,
         max_header_bytes: max_header_bytes as usize,
         shutdown_grace: duration("server.shutdown_grace", &s.shutdown_grace)?,
+        http1_fast_path: s.http1_fast_path,
     };
 
     let token = match (raw.admin.token, raw.admin.token_env) {

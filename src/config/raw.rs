@@ -208,6 +208,7 @@ pub struct RawServer {
     pub idle_timeout: String,
     pub max_header_bytes: RawSize,
     pub shutdown_grace: String,
+    pub http1_fast_path: bool,
 }
 
 impl Default for RawServer {
@@ -223,6 +224,7 @@ impl Default for RawServer {
             idle_timeout: "60s".into(),
             max_header_bytes: RawSize::Text("32KiB".into()),
             shutdown_grace: "10s".into(),
+            http1_fast_path: true,
         }
     }
 }

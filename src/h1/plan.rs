@@ -1,0 +1,164 @@
+//! The fast path's phases 1–5 for one request head (route, frame, sanitize, authorize, inject;
+//! see `pipeline`): the same decisions, with the same functions where they take raw values,
+//! ending either in a `Plan` (the upstream head is written, the request will be forwarded) or
+//! in a `Handover` (the request and the rest of its connection go to hyper, whose pipeline
+//! answers it — errors, refusals and the gateway's own endpoints are all answered there).
+
+use super::request::{self, Additions, Handover};
+use crate::auth::{self, Credential, Decision};
+use crate::gateway::{ConnInfo, Worker};
+use crate::metrics::MethodClass;
+use crate::pipeline::{RequestId, Trace, request_id, upstream_path};
+use crate::route;
+
+/// A request the fast path forwards.
+pub struct Plan {
+    pub route: usize,
+    /// Body bytes (its `Content-Length`; 0 without one).
+    pub body: u64,
+    /// The client asked to close after this response.
+    pub close: bool,
+    pub head_request: bool,
+    /// Safe to send again on a fresh connection if a pooled one turns out closed: an
+    /// idempotent method without a body.
+    pub retry_safe: bool,
+    pub class: MethodClass,
+    pub request_id: RequestId,
+    /// The method, for the access log only (empty when it is off).
+    pub method: String,
+    pub trace: Trace,
+}
+
+/// Plans `req`; on success the upstream head (but its `Host` and blank line) is in `out`.
+pub async fn plan(
+    worker: &Worker,
+    req: &httparse::Request<'_, '_>,
+    conn: &ConnInfo,
+    out: &mut Vec<u8>,
+) -> Result<Plan, Handover> {
+    let shared = &worker.shared;
+    let trusted = shared.is_trusted(conn.peer.ip());
+    let seen = request::inspect(req, &shared.identity_headers, trusted)?;
+
+    // 1. route (the gateway's own endpoints are hyper's)
+    let path = route::normalize_path(seen.path).map_err(|_| Handover::NotRouted)?;
+    if crate::api::owns(shared, &path).is_some() {
+        return Err(Handover::Endpoint);
+    }
+    let host = route::host_of(seen.host);
+    let index = shared
+        .routes
+        .table
+        .find(&host, &path)
+        .ok_or(Handover::NotRouted)?;
+    let route = &shared.routes.routes[index];
+
+    // 2. frame (Transfer-Encoding, Upgrade and Expect were handed over by `inspect`)
+    let body = seen.content_length.unwrap_or(0);
+    if body > route.config.max_body {
+        return Err(Handover::Framing);
+    }
+
+    // 3. sanitize: `request::write_head` drops what the client may not send.
+
+    // 4. authenticate and authorize
+    let cookie_name = crate::api::cookie_name(shared, conn);
+    let presented = match auth::bearer_in(seen.authorization) {
+        Ok(Some(token)) => Ok(Some(Credential::Bearer(token))),
+        Ok(None) if seen.has_cookie => {
+            let cookies = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+                .map(|h| h.value);
+            auth::cookie_in(cookies, cookie_name).map(|c| c.map(Credential::Cookie))
+        }
+        Ok(None) => Ok(None),
+        Err(oversized) => Err(oversized),
+    };
+    let by_cookie = matches!(presented, Ok(Some(Credential::Cookie(_))));
+    let decision = Box::pin(auth::decide(
+        &shared.sessions,
+        &shared.jwt_issuers,
+        shared.local_user.as_ref(),
+        &route.config.policy,
+        presented,
+    ));
+    let Decision::Allow(identity) = decision.await else {
+        return Err(Handover::NotAllowed);
+    };
+    let safe = matches!(seen.method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
+    if by_cookie
+        && identity.is_some()
+        && !safe
+        && crate::api::cross_site_by(seen.sec_fetch_cross_site, seen.origin, Some(seen.host))
+    {
+        return Err(Handover::NotAllowed);
+    }
+
+    // 5. inject
+    let request_id = request_id(seen.request_id, trusted);
+    let mut trace = Trace {
+        route: Some(index),
+        ..Trace::default()
+    };
+    let values = identity
+        .as_ref()
+        .map(|identity| auth::identity_headers(&shared.header_names, identity));
+    let assertion = match (&identity, &shared.assertion) {
+        (Some(identity), Some(signer)) => auth::assertion(signer, identity, &route.config.name),
+        _ => None,
+    };
+    let mut added: [(&http::HeaderName, &[u8]); 7] = [(&shared.header_names.jwt, b""); 7];
+    let mut n = 0;
+    for (name, value) in values.iter().flatten() {
+        if let Some(value) = value {
+            added[n] = (name, value.as_bytes());
+            n += 1;
+        }
+    }
+    if let Some(jwt) = &assertion {
+        added[n] = (&shared.header_names.jwt, jwt.as_bytes());
+        n += 1;
+    }
+    let forwarded_path = upstream_path(route, &path);
+    request::write_head(
+        out,
+        req,
+        &seen,
+        &Additions {
+            path: &forwarded_path,
+            identity: &added[..n],
+            strip_credentials: (!route.config.forward_credentials).then_some(cookie_name),
+            peer_ip: conn.peer_ip.as_bytes(),
+            proto: if conn.tls { "https" } else { "http" },
+            request_id: request_id.as_bytes(),
+            preserve_host: route.config.preserve_host,
+        },
+    );
+    if shared.access_log {
+        trace.path = Some(path.to_string());
+        if let Some(auth::Identity::Session(live)) = &identity {
+            trace.session = Some(live.id().to_string());
+        }
+    }
+    Ok(Plan {
+        route: index,
+        body,
+        close: seen.close,
+        head_request: seen.method == "HEAD",
+        retry_safe: body == 0 && (safe || matches!(seen.method, "PUT" | "DELETE")),
+        class: if safe {
+            MethodClass::read
+        } else {
+            MethodClass::write
+        },
+        request_id,
+        method: if shared.access_log {
+            seen.method.to_string()
+        } else {
+            String::new()
+        },
+        trace,
+    })
+}

@@ -1,0 +1,566 @@
+//! The fast path's request side: one pass over the head httparse parsed decides whether the
+//! fast path may forward this request (else the connection goes to hyper, see `Handover`) and
+//! notes what the rest of the request needs; `write_head` then writes the head the upstream
+//! receives. The rules are `proxy::headers`' and `auth`'s, applied to raw header lines:
+//! hop-by-hop headers and those named in `Connection`, identity headers in any spelling, and
+//! (from untrusted peers) forwarding headers never reach the upstream; the gateway's own
+//! headers are written after the client's, so nothing the client sent can stand in for them.
+
+use crate::proxy::headers::{is_forwarding_header, is_hop_by_hop, same_name};
+use http::HeaderName;
+
+/// Headers per request the fast path reads; more goes to hyper (which allows 100).
+pub const MAX_HEADERS: usize = 64;
+/// `Connection` options naming other headers; more goes to hyper.
+const MAX_NOMINATED: usize = 8;
+
+/// Why a request (and the rest of its connection) is left to hyper and the general pipeline.
+/// Each is either rare or answered with an error there; none is a fault of the fast path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// httparse refused the head (hyper answers 400, or 431 for `HeadTooLarge`).
+    Malformed,
+    TooManyHeaders,
+    HeadTooLarge,
+    /// HTTP/1.0 (its keep-alive rules differ) or an h2c preface.
+    NotHttp11,
+    /// Absolute-form, authority-form or `*` targets, or bytes outside the usual URI set.
+    Target,
+    /// No `Host`, or more than one.
+    Host,
+    /// `Transfer-Encoding`, several or malformed `Content-Length`s, or a body over the limit.
+    Framing,
+    /// `Upgrade` or `Expect`: the general path tunnels and answers 100-continue.
+    Upgrade,
+    /// Many `Connection` options, or unreadable ones.
+    Connection,
+    /// The gateway's own endpoints (session API, JWKS).
+    Endpoint,
+    /// 400 for the path or 404 for the route: the general path answers.
+    NotRouted,
+    /// Anything but "forward": 401, login redirect, 403, 503, or a cookie sent cross-site.
+    NotAllowed,
+}
+
+impl Handover {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Handover::Malformed => "malformed",
+            Handover::TooManyHeaders => "too_many_headers",
+            Handover::HeadTooLarge => "head_too_large",
+            Handover::NotHttp11 => "not_http11",
+            Handover::Target => "target",
+            Handover::Host => "host",
+            Handover::Framing => "framing",
+            Handover::Upgrade => "upgrade",
+            Handover::Connection => "connection",
+            Handover::Endpoint => "endpoint",
+            Handover::NotRouted => "not_routed",
+            Handover::NotAllowed => "not_allowed",
+        }
+    }
+
+    pub const ALL: [Handover; 12] = [
+        Handover::Malformed,
+        Handover::TooManyHeaders,
+        Handover::HeadTooLarge,
+        Handover::NotHttp11,
+        Handover::Target,
+        Handover::Host,
+        Handover::Framing,
+        Handover::Upgrade,
+        Handover::Connection,
+        Handover::Endpoint,
+        Handover::NotRouted,
+        Handover::NotAllowed,
+    ];
+}
+
+/// What a client header becomes upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Keep,
+    Drop,
+    /// Kept unless it carries the gateway's own token and the route strips credentials.
+    Authorization,
+    /// Kept, or rewritten without the gateway's cookie.
+    Cookie,
+    /// A trusted proxy's `X-Forwarded-For`: joins the chain the gateway writes.
+    ForwardedFor,
+}
+
+/// A request the fast path may forward, as far as its head alone tells.
+pub struct Inspected<'b> {
+    pub method: &'b str,
+    /// The raw path (before `?`) and query.
+    pub path: &'b str,
+    pub query: Option<&'b str>,
+    pub host: &'b str,
+    pub content_length: Option<u64>,
+    /// `Connection: close`: answer, then close.
+    pub close: bool,
+    pub authorization: Option<&'b [u8]>,
+    pub has_cookie: bool,
+    /// A trusted proxy's `X-Request-Id` (checked for sanity by the caller).
+    pub request_id: Option<&'b [u8]>,
+    pub accepts_html: bool,
+    pub sec_fetch_cross_site: bool,
+    pub origin: Option<&'b [u8]>,
+    /// A trusted proxy's `X-Forwarded-Proto` / `-Host`, kept as they are.
+    trusted_proto: bool,
+    trusted_host: bool,
+    kinds: [Kind; MAX_HEADERS],
+}
+
+/// Inspects a parsed request head from a peer (`trusted`: a configured trusted proxy).
+pub fn inspect<'b>(
+    req: &httparse::Request<'_, 'b>,
+    identity: &[HeaderName],
+    trusted: bool,
+) -> Result<Inspected<'b>, Handover> {
+    if req.version != Some(1) {
+        return Err(Handover::NotHttp11);
+    }
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Err(Handover::Malformed);
+    };
+    if !target.starts_with('/') || !target.bytes().all(plain_uri_byte) {
+        return Err(Handover::Target);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let mut out = Inspected {
+        method,
+        path,
+        query,
+        host: "",
+        content_length: None,
+        close: false,
+        authorization: None,
+        has_cookie: false,
+        request_id: None,
+        accepts_html: false,
+        sec_fetch_cross_site: false,
+        origin: None,
+        trusted_proto: false,
+        trusted_host: false,
+        kinds: [Kind::Keep; MAX_HEADERS],
+    };
+    let mut hosts = 0;
+    let mut nominated: [&str; MAX_NOMINATED] = [""; MAX_NOMINATED];
+    let mut n_nominated = 0;
+    for (i, h) in req.headers.iter().enumerate() {
+        let name = h.name;
+        let kind = match name.len() {
+            4 if name.eq_ignore_ascii_case("host") => {
+                hosts += 1;
+                out.host = crate::auth::header_text(h.value).ok_or(Handover::Host)?;
+                Kind::Drop
+            }
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                if out.content_length.is_some() {
+                    return Err(Handover::Framing);
+                }
+                out.content_length = Some(content_length(h.value).ok_or(Handover::Framing)?);
+                Kind::Drop
+            }
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => return Err(Handover::Framing),
+            7 if name.eq_ignore_ascii_case("upgrade") => return Err(Handover::Upgrade),
+            6 if name.eq_ignore_ascii_case("expect") => return Err(Handover::Upgrade),
+            10 if name.eq_ignore_ascii_case("connection") => {
+                let text = crate::auth::header_text(h.value).ok_or(Handover::Connection)?;
+                for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                    if token.eq_ignore_ascii_case("close") {
+                        out.close = true;
+                    } else if token.eq_ignore_ascii_case("upgrade") {
+                        return Err(Handover::Upgrade);
+                    } else if !is_hop_by_hop(token)
+                        && !token.eq_ignore_ascii_case("host")
+                        && !token.eq_ignore_ascii_case("content-length")
+                    {
+                        *nominated.get_mut(n_nominated).ok_or(Handover::Connection)? = token;
+                        n_nominated += 1;
+                    }
+                }
+                Kind::Drop
+            }
+            13 if name.eq_ignore_ascii_case("authorization") => {
+                if out.authorization.is_none() {
+                    out.authorization = Some(h.value);
+                }
+                Kind::Authorization
+            }
+            6 if name.eq_ignore_ascii_case("cookie") => {
+                out.has_cookie = true;
+                Kind::Cookie
+            }
+            6 if name.eq_ignore_ascii_case("accept") => {
+                out.accepts_html |= contains(h.value, b"text/html");
+                Kind::Keep
+            }
+            6 if name.eq_ignore_ascii_case("origin") => {
+                out.origin.get_or_insert(h.value);
+                Kind::Keep
+            }
+            14 if name.eq_ignore_ascii_case("sec-fetch-site") => {
+                out.sec_fetch_cross_site |= h.value.eq_ignore_ascii_case(b"cross-site");
+                Kind::Keep
+            }
+            _ if is_hop_by_hop(name) => Kind::Drop,
+            _ if identity.iter().any(|id| same_name(name, id.as_str())) => Kind::Drop,
+            _ if is_forwarding_header(name) => {
+                if !trusted {
+                    Kind::Drop
+                } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+                    Kind::ForwardedFor
+                } else if name.eq_ignore_ascii_case("x-request-id") {
+                    out.request_id.get_or_insert(h.value);
+                    Kind::Drop
+                } else {
+                    out.trusted_proto |= name.eq_ignore_ascii_case("x-forwarded-proto");
+                    out.trusted_host |= name.eq_ignore_ascii_case("x-forwarded-host");
+                    Kind::Keep
+                }
+            }
+            _ => Kind::Keep,
+        };
+        *out.kinds.get_mut(i).ok_or(Handover::TooManyHeaders)? = kind;
+    }
+    if hosts != 1 {
+        return Err(Handover::Host);
+    }
+    if n_nominated > 0 {
+        let named = &nominated[..n_nominated];
+        for (h, kind) in req.headers.iter().zip(out.kinds.iter_mut()) {
+            if *kind != Kind::Drop && named.iter().any(|t| t.eq_ignore_ascii_case(h.name)) {
+                *kind = Kind::Drop;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the gateway adds to a forwarded request, decided by the pipeline's phases.
+pub struct Additions<'a> {
+    /// The path sent upstream (normalized, maybe without the route's prefix).
+    pub path: &'a str,
+    /// Identity headers (and `X-Auth-Jwt`), as name and value.
+    pub identity: &'a [(&'a HeaderName, &'a [u8])],
+    /// Remove the gateway's own bearer token and cookie (`cookie_name`).
+    pub strip_credentials: Option<&'a str>,
+    pub peer_ip: &'a [u8],
+    pub proto: &'static str,
+    pub request_id: &'a [u8],
+    /// `Host` as the client sent it (`preserve_host`), else written per target later.
+    pub preserve_host: bool,
+}
+
+/// Writes the upstream request head into `out`, all but the target's `Host` (if not preserved)
+/// and the final blank line: those are `finish_head`'s, once a target is picked.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    req: &httparse::Request<'_, '_>,
+    seen: &Inspected<'_>,
+    add: &Additions<'_>,
+) {
+    out.clear();
+    out.extend_from_slice(seen.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(add.path.as_bytes());
+    if let Some(q) = seen.query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    // As `auth::remove_credentials`: when the first `Authorization` holds the gateway's own
+    // token (or an oversized one), every `Authorization` goes.
+    let drop_authorization = add.strip_credentials.is_some()
+        && match crate::auth::bearer_in(seen.authorization) {
+            Ok(Some(t)) => t.starts_with(crate::session::token::PREFIX),
+            Ok(None) => false,
+            Err(_) => true,
+        };
+    for (h, kind) in req.headers.iter().zip(seen.kinds.iter()) {
+        match kind {
+            Kind::Drop => {}
+            Kind::Keep => line(out, h.name.as_bytes(), h.value),
+            Kind::Authorization => {
+                if !drop_authorization {
+                    line(out, h.name.as_bytes(), h.value);
+                }
+            }
+            Kind::Cookie => {
+                if add.strip_credentials.is_none() {
+                    line(out, h.name.as_bytes(), h.value);
+                }
+            }
+            // A trusted proxy's chain: written below, extended with the peer's address.
+            Kind::ForwardedFor => {}
+        }
+    }
+    if let Some(name) = add.strip_credentials
+        && seen.has_cookie
+    {
+        let cookies = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .map(|h| h.value);
+        let kept = crate::auth::cookies_without(cookies, name);
+        if !kept.is_empty() {
+            line(out, b"cookie", kept.as_bytes());
+        }
+    }
+    for (name, value) in add.identity {
+        line(out, name.as_str().as_bytes(), value);
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    let chain = req.headers.iter().zip(seen.kinds.iter());
+    for (h, _) in chain.filter(|(_, kind)| **kind == Kind::ForwardedFor) {
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(add.peer_ip);
+    out.extend_from_slice(b"\r\n");
+    if !seen.trusted_proto {
+        line(out, b"x-forwarded-proto", add.proto.as_bytes());
+    }
+    if !seen.trusted_host {
+        line(out, b"x-forwarded-host", seen.host.as_bytes());
+    }
+    line(out, b"x-request-id", add.request_id);
+    if let Some(n) = seen.content_length {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if add.preserve_host {
+        line(out, b"host", seen.host.as_bytes());
+    }
+}
+
+/// Ends a head from `write_head`: the target's `Host` (unless preserved) and the blank line.
+pub fn finish_head(out: &mut Vec<u8>, host: Option<&[u8]>) {
+    if let Some(host) = host {
+        line(out, b"host", host);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// One `Content-Length` value: digits only (no sign, no list), at most 18 of them.
+pub fn content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    value
+        .iter()
+        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Bytes of an origin-form target the fast path forwards as they are: RFC 3986's unreserved,
+/// sub-delims, `:`, `@`, `/`, `?` and `%`. Anything else (quotes, braces, spaces, controls,
+/// non-ASCII) goes to hyper, whose URI parser decides.
+fn plain_uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> Vec<HeaderName> {
+        vec![
+            HeaderName::from_static("x-auth-user"),
+            HeaderName::from_static("x-auth-roles"),
+        ]
+    }
+
+    fn with_head<R>(raw: &str, f: impl FnOnce(&httparse::Request<'_, '_>) -> R) -> R {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        assert!(matches!(
+            req.parse(raw.as_bytes()),
+            Ok(httparse::Status::Complete(_))
+        ));
+        f(&req)
+    }
+
+    fn forwarded(raw: &str, trusted: bool, strip: Option<&str>) -> String {
+        with_head(raw, |req| {
+            let seen = inspect(req, &ids(), trusted).unwrap();
+            let user = HeaderName::from_static("x-auth-user");
+            let identity = [(&user, &b"alice"[..])];
+            let add = Additions {
+                path: seen.path,
+                identity: &identity,
+                strip_credentials: strip,
+                peer_ip: b"192.0.2.1",
+                proto: "https",
+                request_id: b"rid",
+                preserve_host: true,
+            };
+            let mut out = Vec::new();
+            write_head(&mut out, req, &seen, &add);
+            finish_head(&mut out, None);
+            String::from_utf8(out).unwrap()
+        })
+    }
+
+    fn refused(raw: &str) -> Handover {
+        with_head(raw, |req| inspect(req, &ids(), false).err().unwrap())
+    }
+
+    #[test]
+    fn client_headers_are_stripped_before_the_gateway_adds_its_own() {
+        let out = forwarded(
+            "GET /a?b=1 HTTP/1.1\r\nHost: h\r\nConnection: close, X-Custom, X-Forwarded-For\r\nX-Custom: 1\r\n\
+             X_Auth_User: eve\r\nX-Forwarded-For: 6.6.6.6\r\nX-Request-Id: mine\r\nKeep-Alive: 5\r\nX-Keep: k\r\n\r\n",
+            false,
+            None,
+        );
+        assert_eq!(
+            out,
+            "GET /a?b=1 HTTP/1.1\r\nX-Keep: k\r\nx-auth-user: alice\r\nx-forwarded-for: 192.0.2.1\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-host: h\r\nx-request-id: rid\r\nhost: h\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_keep_their_forwarding_headers_and_extend_the_chain() {
+        let out = forwarded(
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 198.51.100.7\r\nX-Forwarded-For: 10.0.0.9\r\n\
+             X-Forwarded-Proto: http\r\nX-Request-Id: theirs\r\n\r\n",
+            true,
+            None,
+        );
+        assert!(
+            out.contains("x-forwarded-for: 198.51.100.7, 10.0.0.9, 192.0.2.1\r\n"),
+            "{out}"
+        );
+        assert!(out.contains("X-Forwarded-Proto: http\r\n") && !out.contains("x-forwarded-proto"));
+        assert!(
+            !out.contains("theirs"),
+            "the request id is the caller's to pick: {out}"
+        );
+    }
+
+    #[test]
+    fn only_the_gateways_own_credentials_are_removed() {
+        let raw = "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer pc1_x\r\nCookie: a=1; sid=s\r\nCookie: b=2\r\n\r\n";
+        let out = forwarded(raw, false, Some("sid"));
+        assert!(!out.contains("pc1_x") && !out.contains("sid="), "{out}");
+        assert!(out.contains("cookie: a=1; b=2\r\n"), "{out}");
+        let kept = forwarded(raw, false, None);
+        assert!(kept.contains("Authorization: Bearer pc1_x") && kept.contains("sid=s"));
+        let jwt = forwarded(
+            "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer eyJ.a.b\r\n\r\n",
+            false,
+            Some("sid"),
+        );
+        assert!(jwt.contains("Authorization: Bearer eyJ.a.b"), "{jwt}");
+    }
+
+    #[test]
+    fn content_length_is_rewritten_canonically() {
+        let out = forwarded(
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 007\r\n\r\n",
+            false,
+            None,
+        );
+        assert!(
+            out.contains("content-length: 7\r\n") && !out.contains("007"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_hyper() {
+        let cases = [
+            ("GET / HTTP/1.0\r\nHost: h\r\n\r\n", Handover::NotHttp11),
+            ("GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", Handover::Target),
+            ("GET /a\"b HTTP/1.1\r\nHost: h\r\n\r\n", Handover::Target),
+            ("GET / HTTP/1.1\r\n\r\n", Handover::Host),
+            ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Handover::Host),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Handover::Framing,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                Handover::Framing,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +1\r\n\r\n",
+                Handover::Framing,
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n",
+                Handover::Framing,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n",
+                Handover::Upgrade,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
+                Handover::Upgrade,
+            ),
+            (
+                "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+                Handover::Upgrade,
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: a,b,c,d,e,f,g,h,i\r\n\r\n",
+                Handover::Connection,
+            ),
+        ];
+        for (raw, why) in cases {
+            assert_eq!(refused(raw), why, "{raw}");
+        }
+    }
+
+    #[test]
+    fn content_lengths() {
+        assert_eq!(content_length(b"0"), Some(0));
+        assert_eq!(content_length(b"123"), Some(123));
+        for bad in [&b""[..], b"-1", b"1 ", b"0x10", b"9999999999999999999"] {
+            assert_eq!(content_length(bad), None);
+        }
+    }
+}
