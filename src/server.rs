@@ -16,6 +16,7 @@ use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -209,6 +210,8 @@ struct ConnState {
     worker: Arc<WorkerCell>,
     info: ConnInfo,
     watch: Arc<ConnWatch>,
+    /// hyper has started on a request of this connection.
+    started: AtomicBool,
 }
 
 /// Serves a connection: HTTP/1.1 on the fast path while it can (`http1`), then hyper.
@@ -231,17 +234,23 @@ where
     } else {
         (io, Vec::new())
     };
+    // A request the fast path read and handed over is answered even if shutdown has begun:
+    // the graceful close waits for hyper to have started on it.
+    let handed_over = !replay.is_empty();
     let io = TokioIo::new(Prefixed::new(replay, io));
     let state = Arc::new(ConnState {
         worker: ctx.worker.clone(),
         info: conn,
         watch: watch.clone(),
+        started: AtomicBool::new(false),
     });
+    let started = state.clone();
     let peer = state.info.peer;
     let service = hyper::service::service_fn(move |req| {
         let state = state.clone();
         async move {
             let _busy = Busy::enter(&state.watch);
+            state.started.store(true, Ordering::Relaxed);
             let worker = state.worker.get();
             Ok::<_, Infallible>(pipeline::handle(&worker, req, &state.info).await)
         }
@@ -250,7 +259,10 @@ where
     tokio::pin!(connection);
     let mut closing = false;
     let result = std::future::poll_fn(|cx| {
-        if !closing && watch.should_close(cx.waker()) {
+        if !closing
+            && watch.should_close(cx.waker())
+            && (!handed_over || started.started.load(Ordering::Relaxed))
+        {
             closing = true;
             connection.as_mut().graceful_shutdown();
         }

@@ -312,13 +312,18 @@ async fn every_response_framing_is_relayed_exactly() {
     );
     assert_eq!(
         body(&r),
-        "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
-        "byte for byte"
+        "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
+        "chunks byte for byte, trailers left out (as on the general path)"
     );
     let r = raw(gw.http, get("/until-close", "GET").as_bytes()).await;
     assert!(
-        r.contains("connection: close\r\n") && body(&r) == "all of it",
+        r.to_ascii_lowercase().contains("transfer-encoding: chunked"),
         "{r}"
+    );
+    assert_eq!(
+        body(&r),
+        "9\r\nall of it\r\n0\r\n\r\n",
+        "re-framed as chunks: {r}"
     );
     let r = raw(gw.http, get("/no-content", "GET").as_bytes()).await;
     assert!(r.starts_with("HTTP/1.1 204") && body(&r).is_empty(), "{r}");
@@ -335,12 +340,15 @@ async fn every_response_framing_is_relayed_exactly() {
     assert!(body(&r).is_empty(), "no body for HEAD: {r}");
     let r = raw(gw.http, get("/hints", "GET").as_bytes()).await;
     assert!(
-        r.starts_with("HTTP/1.1 200 OK") && !r.contains("103") && body(&r) == "ok",
+        r.starts_with("HTTP/1.1 200 OK")
+            && !r.contains("Early Hints")
+            && !r.contains("Link:")
+            && body(&r) == "ok",
         "{r}"
     );
     let r = raw(gw.http, get("/both", "GET").as_bytes()).await;
     assert!(
-        !r.contains("99") && body(&r) == "2\r\nok\r\n0\r\n\r\n",
+        !r.to_ascii_lowercase().contains("content-length") && body(&r) == "2\r\nok\r\n0\r\n\r\n",
         "chunked wins over the length: {r}"
     );
     for bad in ["/gzip-chunked", "/two-lengths", "/garbage", "/bad-chunk"] {
@@ -405,5 +413,63 @@ async fn a_head_in_pieces_stays_on_the_fast_path() {
     let r = read_one(&mut s).await;
     assert!(r.contains("\"/pieces\"") && r.contains("\"x-a\":\"1\""), "{r}");
     assert_eq!(value(&scrape(gw.admin).await, FAST), 1.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_before_the_whole_body_is_relayed_and_the_connection_closes() {
+    // Reads the head only, refuses at once, then reads on and throws the body away (as a
+    // server that lingers before closing does).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        let refusal = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!";
+        s.write_all(refusal.as_bytes()).await.unwrap();
+        while matches!(s.read(&mut chunk).await, Ok(n) if n > 0) {}
+    });
+    let gw = Gateway::start(&(base_toml() + &route("raw", "/", &[up], "max_body = \"64MiB\"")));
+    let mut s = TcpStream::connect(gw.http).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 50000000\r\n\r\n")
+        .await
+        .unwrap();
+    // Some of the body, then the client waits for the answer.
+    let _ = s.write_all(&vec![b'x'; 256 * 1024]).await;
+    let r = read_one(&mut s).await;
+    assert!(r.starts_with("HTTP/1.1 413") && r.ends_with("too big!"), "{r}");
+    assert!(
+        r.contains("connection: close"),
+        "the unsent body ends the connection: {r}"
+    );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(_)) | Ok(Err(_))),
+        "closed after the answer"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_header_read_timeout() {
+    let (up, _stop) = upstream::whoami().await;
+    let toml = base_toml().replace(
+        "workers = 1",
+        "workers = 1\nheader_read_timeout = \"300ms\"\nidle_timeout = \"60s\"",
+    ) + &routes(up);
+    let gw = Gateway::start(&toml);
+    let mut s = TcpStream::connect(gw.http).await.unwrap();
+    let mut buf = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection that never spoke is closed: {r:?}"
+    );
     gw.stop().await;
 }

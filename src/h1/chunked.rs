@@ -1,8 +1,9 @@
-//! Where a chunked body ends. The fast path relays an upstream's chunked body byte for byte;
-//! this tracker reads along to know where the message ends, so the next response on the
-//! connection starts where the client and the gateway both think it does. It is strict where
-//! lenient parsers disagree: CRLF only (no bare LF), hex sizes of at most 15 digits, extension
-//! and trailer lines without control characters, trailers of at most 16 KiB.
+//! Where a chunked body ends. The fast path relays an upstream's chunks byte for byte; this
+//! tracker reads along to know where the message ends, so the next response on the connection
+//! starts where the client and the gateway both think it does, and to leave out the trailer
+//! section (as the general path does: the client gets the last chunk and a blank line). It is
+//! strict where lenient parsers disagree: CRLF only (no bare LF), hex sizes of at most 15
+//! digits, extension and trailer lines without control characters, trailers of at most 16 KiB.
 
 const MAX_SIZE_DIGITS: u8 = 15;
 const MAX_TRAILERS: usize = 16 * 1024;
@@ -41,6 +42,19 @@ enum State {
     Done,
 }
 
+/// What `feed` found in a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fed {
+    /// Bytes that belong to the body (all of the buffer unless the body ends inside it).
+    pub used: usize,
+    /// Of those, the leading bytes to relay: all but trailer lines and the final blank line,
+    /// which the relay writes itself (`END`) once the body is done.
+    pub relay: usize,
+}
+
+/// What ends a relayed chunked body after its last chunk.
+pub const END: &[u8] = b"\r\n";
+
 /// A malformed chunked body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadChunk(pub &'static str);
@@ -65,9 +79,25 @@ impl Chunked {
         self.state == State::Done
     }
 
-    /// Reads along `buf`; returns how many of its bytes belong to the body (all of them, unless
-    /// the body ends inside `buf`).
-    pub fn feed(&mut self, buf: &[u8]) -> Result<usize, BadChunk> {
+    /// Reads along `buf`.
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Fed, BadChunk> {
+        // Where the trailer section starts in `buf`, if it does (0: it started before).
+        let mut tail = self.in_tail().then_some(0);
+        let used = self.walk(buf, &mut tail)?;
+        Ok(Fed {
+            used,
+            relay: tail.unwrap_or(used),
+        })
+    }
+
+    fn in_tail(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart | State::Trailer | State::TrailerLf | State::EndLf | State::Done
+        )
+    }
+
+    fn walk(&mut self, buf: &[u8], tail: &mut Option<usize>) -> Result<usize, BadChunk> {
         let mut i = 0;
         while i < buf.len() {
             let b = buf[i];
@@ -100,7 +130,10 @@ impl Chunked {
                     _ => return Err(BadChunk("control character in a chunk extension")),
                 },
                 State::SizeLf { size } => match (b, size) {
-                    (b'\n', 0) => State::TrailerStart,
+                    (b'\n', 0) => {
+                        *tail = Some(i + 1);
+                        State::TrailerStart
+                    }
                     (b'\n', left) => State::Data { left },
                     _ => return Err(BadChunk("CR without LF after a chunk size")),
                 },
@@ -168,30 +201,34 @@ fn hex(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    /// Feeds `body` in pieces of `step` bytes; the body's length if it ended.
-    fn end(body: &[u8], step: usize) -> Result<Option<usize>, BadChunk> {
+    /// Feeds `body` in pieces of `step` bytes: the body's length if it ended, and what is relayed.
+    fn end(body: &[u8], step: usize) -> Result<(Option<usize>, Vec<u8>), BadChunk> {
         let mut c = Chunked::default();
         let mut at = 0;
+        let mut relayed = Vec::new();
         for piece in body.chunks(step) {
-            let n = c.feed(piece)?;
-            at += n;
+            let fed = c.feed(piece)?;
+            at += fed.used;
+            relayed.extend_from_slice(&piece[..fed.relay]);
             if c.is_done() {
-                return Ok(Some(at));
+                relayed.extend_from_slice(END);
+                return Ok((Some(at), relayed));
             }
-            assert_eq!(n, piece.len());
+            assert_eq!(fed.used, piece.len());
         }
-        Ok(None)
+        Ok((None, relayed))
     }
 
     #[test]
-    fn finds_the_end_however_the_bytes_arrive() {
+    fn finds_the_end_however_the_bytes_arrive_and_leaves_out_trailers() {
         let body = b"5\r\nhello\r\n1A;ext=\"x\"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: t\r\n\r\nNEXT";
         let len = body.len() - 4;
+        let relayed = b"5\r\nhello\r\n1A;ext=\"x\"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n".to_vec();
         for step in [1, 2, 3, 7, 64, body.len()] {
-            assert_eq!(end(body, step), Ok(Some(len)), "step {step}");
+            assert_eq!(end(body, step), Ok((Some(len), relayed.clone())), "step {step}");
         }
-        assert_eq!(end(b"0\r\n\r\n", 1), Ok(Some(5)));
-        assert_eq!(end(b"5\r\nhel", 2), Ok(None));
+        assert_eq!(end(b"0\r\n\r\n", 1), Ok((Some(5), b"0\r\n\r\n".to_vec())));
+        assert_eq!(end(b"5\r\nhel", 2), Ok((None, b"5\r\nhel".to_vec())));
     }
 
     #[test]

@@ -2,11 +2,16 @@
 //! a new one; a target that refuses is skipped for its cooldown and one other is tried, as in
 //! `proxy::upstream`), the request head and body written to it, the response head read and
 //! rewritten (`response`), the body relayed by its framing, and the connection pooled again
-//! when its response ended cleanly. A pooled connection found closed before any answer is
-//! replaced once, for idempotent requests without a body; nothing else is ever sent twice.
-//! Until the response head, the route's `timeout` applies (504); failures before it are 502s.
+//! when its response ended cleanly.
+//!
+//! - A pooled connection that closes before any answer is replaced once, for idempotent
+//!   requests without a body (the upstream closed it while idle, as the gateway reused it);
+//!   nothing else is ever sent twice.
+//! - An upstream may answer before the request body is all sent (a 413 to a large upload):
+//!   sending stops, the answer is relayed, and the client's connection closes after it.
+//! - Until the response head, the route's `timeout` applies (504); failures before it are 502s.
 
-use super::chunked::Chunked;
+use super::chunked::{self, Chunked};
 use super::plan::Plan;
 use super::response::{self, Extra, Framing, Parsed};
 use super::{Buffers, Step, read_client};
@@ -23,6 +28,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 const INLINE_BODY: u64 = 16 * 1024;
 /// The largest response head read from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// The status logged when the client went away before its request was answered (nginx's).
+const CLIENT_GONE: u16 = 499;
 
 /// Why an exchange failed.
 enum Failure {
@@ -56,46 +63,45 @@ where
 {
     let route = &worker.shared.routes.routes[plan.route];
     let sending = Instant::now();
+    // The target being tried, known even when the timeout drops the exchange.
+    let mut target = None;
     let exchanged = tokio::time::timeout(
         route.config.timeout,
-        exchange(io, b, worker, plan, watch, sending),
+        exchange(io, b, worker, plan, watch, sending, &mut target),
     )
     .await;
     let head_at = match &exchanged {
-        Ok(Ok((_, head, _))) => head.at,
+        Ok(Ok((_, head))) => head.at,
         _ => Instant::now(),
     };
     route.upstream_duration.observe((head_at - sending).as_secs_f64());
-    let (up, head, target) = match exchanged {
-        Ok(Ok(done)) => done,
-        Ok(Err((Failure::ClientGone, target))) => {
-            return Answered {
-                status: 400,
-                target,
-                step: Step::Close,
-                head_at,
-            };
-        }
-        Ok(Err((failure, target))) => {
-            let error = match failure {
-                Failure::Bad(why) => {
-                    let label = target.map_or("-", |t| route.upstreams.target(t).label.as_str());
-                    tracing::warn!(upstream = %label, error = why, "upstream response refused");
-                    GatewayError::UpstreamUnavailable
-                }
-                _ => GatewayError::UpstreamUnavailable,
-            };
-            return answer_error(io, b, plan, error, target).await;
-        }
-        Err(_) => return answer_error(io, b, plan, GatewayError::UpstreamTimeout, None).await,
-    };
-    let step = relay(io, b, up, &head, worker, plan, target).await;
-    Answered {
-        status: head.status,
-        target: Some(target),
+    let answered = |status, step| Answered {
+        status,
+        target,
         step,
         head_at,
-    }
+    };
+    let (up, head) = match exchanged {
+        Ok(Ok(done)) => done,
+        Ok(Err(Failure::ClientGone)) => return answered(CLIENT_GONE, Step::Close),
+        Ok(Err(failure)) => {
+            if let Failure::Bad(why) = failure {
+                let label = target.map_or("-", |t| route.upstreams.target(t).label.as_str());
+                tracing::warn!(upstream = %label, error = why, "upstream response refused");
+            }
+            let step = answer_error(io, b, plan, GatewayError::UpstreamUnavailable, head_at).await;
+            return answered(502, step);
+        }
+        Err(_) => {
+            let step = answer_error(io, b, plan, GatewayError::UpstreamTimeout, head_at).await;
+            return answered(504, step);
+        }
+    };
+    let (status, step) = match target {
+        Some(t) => relay(io, b, up, &head, worker, plan, t).await,
+        None => (502, Step::Close),
+    };
+    answered(status, step)
 }
 
 /// Connects, sends the request, and reads the response head into `b.out` (for the client).
@@ -106,63 +112,71 @@ async fn exchange<IO>(
     plan: &Plan,
     watch: &ConnWatch,
     now: Instant,
-) -> Result<(Stream, response::Head, usize), (Failure, Option<usize>)>
+    target: &mut Option<usize>,
+) -> Result<(Stream, response::Head), Failure>
 where
     IO: AsyncRead + Unpin,
 {
     let upstreams = &worker.shared.routes.routes[plan.route].upstreams;
     let head_len = b.out.len();
-    let (mut up, mut pooled, target) = connect(worker, plan.route, upstreams, now).await?;
+    let (mut up, mut pooled) = connect(worker, plan.route, upstreams, now, target).await?;
+    let Some(t) = *target else {
+        return Err(Failure::Upstream);
+    };
     loop {
         b.out.truncate(head_len);
-        super::request::finish_head(&mut b.out, upstreams.target(target).host_header());
+        super::request::finish_head(&mut b.out, upstreams.target(t).host_header());
         match send(io, b, &mut up, plan, watch).await {
-            Ok(head) => return Ok((up, head, target)),
+            Ok(head) => return Ok((up, head)),
             Err(Failure::Stale) if pooled && plan.retry_safe => {
-                up = match Box::pin(upstreams.dial(target)).await {
+                up = match Box::pin(upstreams.dial(t)).await {
                     Ok(fresh) => fresh,
                     Err(why) => {
-                        upstreams.connect_failed(target, &why);
-                        return Err((Failure::Upstream, Some(target)));
+                        upstreams.connect_failed(t, &why);
+                        upstreams.mark_down(t);
+                        return Err(Failure::Upstream);
                     }
                 };
                 pooled = false;
             }
-            Err(failure) => return Err((failure, Some(target))),
+            Err(failure) => return Err(failure),
         }
     }
 }
 
-/// A connection to a target: a pooled one, else a new one; a target that cannot be dialed
-/// cools down and one other is tried.
+/// A connection to a target (which `target` names): a pooled one, else a new one; a target
+/// that cannot be dialed cools down and one other is tried. `true` for a pooled connection.
 async fn connect(
     worker: &Worker,
     route: usize,
     upstreams: &Upstreams,
     now: Instant,
-) -> Result<(Stream, bool, usize), (Failure, Option<usize>)> {
+    target: &mut Option<usize>,
+) -> Result<(Stream, bool), Failure> {
     let first = upstreams.pick(None);
-    let mut target = first;
+    let mut next = first;
     for attempt in 0..2 {
-        if let Some(pooled) = worker.streams.take(route, target, now) {
-            return Ok((pooled, true, target));
+        *target = Some(next);
+        if let Some(pooled) = worker.streams.take(route, next, now) {
+            return Ok((pooled, true));
         }
-        match Box::pin(upstreams.dial(target)).await {
-            Ok(fresh) => return Ok((fresh, false, target)),
+        match Box::pin(upstreams.dial(next)).await {
+            Ok(fresh) => return Ok((fresh, false)),
             Err(why) => {
-                upstreams.connect_failed(target, &why);
-                upstreams.mark_down(target);
+                upstreams.connect_failed(next, &why);
+                upstreams.mark_down(next);
             }
         }
         if attempt == 1 || upstreams.len() < 2 {
             break;
         }
-        target = upstreams.pick(Some(first));
+        next = upstreams.pick(Some(first));
     }
-    Err((Failure::Upstream, Some(target)))
+    Err(Failure::Upstream)
 }
 
-/// Writes the request (head, then body as the client sends it) and reads the response head.
+/// Writes the request (head, then the body as the client sends it) and reads the response
+/// head. An answer that arrives while the body is still being sent ends the sending.
 async fn send<IO>(
     io: &mut IO,
     b: &mut Buffers,
@@ -179,64 +193,114 @@ where
         b.start = end;
         b.body_left = 0;
     }
+    b.upstream.clear();
     // A write that fails at once on a pooled connection means the upstream closed it.
     up.write_all(&b.out).await.map_err(|_| Failure::Stale)?;
-    while b.body_left > 0 {
-        if b.pending().is_empty() {
-            b.make_room();
-            match read_client(io, &mut b.input, None).await {
-                Ok(n) if n > 0 => {}
-                _ => return Err(Failure::ClientGone),
-            }
-        }
-        let n = (b.pending().len() as u64).min(b.body_left) as usize;
-        up.write_all(&b.input[b.start..b.start + n])
-            .await
-            .map_err(|_| Failure::Upstream)?;
-        b.start += n;
-        b.body_left -= n as u64;
-    }
-    up.flush().await.map_err(|_| Failure::Upstream)?;
-
-    b.upstream.clear();
     loop {
-        if b.upstream.len() >= MAX_RESPONSE_HEAD {
-            return Err(Failure::Bad("response head too large"));
+        if b.body_left > 0 {
+            send_body(io, b, up).await?;
         }
-        b.upstream.reserve(8192);
-        let n = match up.read_buf(&mut b.upstream).await {
-            Ok(n) => n,
-            Err(_) if b.upstream.is_empty() => return Err(Failure::Stale),
-            Err(_) => return Err(Failure::Upstream),
-        };
-        if n == 0 {
-            return Err(if b.upstream.is_empty() {
-                Failure::Stale
-            } else {
-                Failure::Bad("closed in the middle of the response head")
-            });
+        if b.body_left == 0 {
+            up.flush().await.map_err(|_| Failure::Upstream)?;
         }
-        let extra = Extra {
-            request_id: plan.request_id.as_bytes(),
-            head_request: plan.head_request,
-            close: plan.close || watch.closing(),
-            now: Instant::now(),
-        };
+        // The response head; after an interim answer that came early, back to the body.
         loop {
-            match response::parse(&b.upstream, &mut b.out, &extra).map_err(|e| Failure::Bad(e.0))? {
-                Parsed::Partial => break,
-                Parsed::Interim(len) => {
-                    b.upstream.drain(..len);
+            if !b.upstream.is_empty() {
+                let extra = Extra {
+                    request_id: plan.request_id.as_bytes(),
+                    head_request: plan.head_request,
+                    // An unsent body would be read as the next request: close after this answer.
+                    close: plan.close || b.body_left > 0 || watch.closing(),
+                    now: Instant::now(),
+                };
+                match response::parse(&b.upstream, &mut b.out, &extra).map_err(|e| Failure::Bad(e.0))? {
+                    Parsed::Partial => {}
+                    Parsed::Interim(len) => {
+                        b.upstream.drain(..len);
+                        if b.upstream.is_empty() && b.body_left > 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                    Parsed::Final(mut head) => {
+                        head.reusable &= b.body_left == 0;
+                        return Ok(head);
+                    }
                 }
-                Parsed::Final(head) => return Ok(head),
+            }
+            if b.upstream.len() >= MAX_RESPONSE_HEAD {
+                return Err(Failure::Bad("response head too large"));
+            }
+            b.upstream.reserve(8192);
+            match up.read_buf(&mut b.upstream).await {
+                Ok(n) if n > 0 => {}
+                Ok(_) if !b.upstream.is_empty() => {
+                    return Err(Failure::Bad("closed in the middle of the response head"));
+                }
+                Err(_) if !b.upstream.is_empty() => return Err(Failure::Upstream),
+                _ => return Err(Failure::Stale),
             }
         }
     }
 }
 
+/// Sends the rest of the body as the client sends it, until it is all sent or the upstream
+/// says something (what it said is then in `b.upstream`). Each write is one `write`, so
+/// stopping between two never leaves a piece half sent.
+async fn send_body<IO>(io: &mut IO, b: &mut Buffers, up: &mut Stream) -> Result<(), Failure>
+where
+    IO: AsyncRead + Unpin,
+{
+    while b.body_left > 0 {
+        b.upstream.reserve(8192);
+        if b.pending().is_empty() {
+            b.make_room();
+            let (mut from_up, _) = tokio::io::split(&mut *up);
+            tokio::select! {
+                read = read_client(io, &mut b.input, None) => match read {
+                    Ok(n) if n > 0 => {}
+                    _ => return Err(Failure::ClientGone),
+                },
+                early = from_up.read_buf(&mut b.upstream) => return answered_early(early),
+            }
+        }
+        let n = (b.pending().len() as u64).min(b.body_left) as usize;
+        let chunk = &b.input[b.start..b.start + n];
+        let (mut from_up, mut to_up) = tokio::io::split(&mut *up);
+        let sent = tokio::select! {
+            written = to_up.write(chunk) => match written {
+                Ok(sent) if sent > 0 => sent,
+                // It may have answered, then closed: what it said is still readable.
+                _ => return answered_early(Ok(read_now(&mut from_up, &mut b.upstream))),
+            },
+            early = from_up.read_buf(&mut b.upstream) => return answered_early(early),
+        };
+        b.start += sent;
+        b.body_left -= sent as u64;
+    }
+    Ok(())
+}
+
+/// What can be read from `up` without waiting (0 if nothing, or on error).
+fn read_now(up: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> usize {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match tokio_util::io::poll_read_buf(std::pin::Pin::new(up), &mut cx, buf) {
+        std::task::Poll::Ready(Ok(n)) => n,
+        _ => 0,
+    }
+}
+
+/// The upstream said something before the body was all sent: its answer, or it hung up.
+fn answered_early(read: std::io::Result<usize>) -> Result<(), Failure> {
+    match read {
+        Ok(n) if n > 0 => Ok(()),
+        _ => Err(Failure::Upstream),
+    }
+}
+
 /// Sends the response head and relays the body; pools the upstream connection when it ended
 /// cleanly. A body that breaks off after the head went out closes the client's connection
-/// (the client sees a short body, as on the general path).
+/// (the client sees a short body, as on the general path). Returns the status answered.
 async fn relay<IO>(
     io: &mut IO,
     b: &mut Buffers,
@@ -245,18 +309,19 @@ async fn relay<IO>(
     worker: &Worker,
     plan: &Plan,
     target: usize,
-) -> Step
+) -> (u16, Step)
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let mut reusable = head.reusable;
     let mut clean = true;
+    let mut read_more = false;
     let first = &b.upstream[head.len..];
     match head.framing {
         Framing::Empty => {
             reusable &= first.is_empty();
             if io.write_all(&b.out).await.is_err() {
-                return Step::Close;
+                return (head.status, Step::Close);
             }
         }
         Framing::Length(n) => {
@@ -264,10 +329,11 @@ where
             reusable &= first.len() as u64 <= n;
             b.out.extend_from_slice(&first[..now]);
             if io.write_all(&b.out).await.is_err() {
-                return Step::Close;
+                return (head.status, Step::Close);
             }
             let mut left = n - now as u64;
             while left > 0 {
+                read_more = true;
                 let Some(got) = read_upstream(&mut up, &mut b.upstream).await else {
                     clean = false;
                     break;
@@ -275,53 +341,71 @@ where
                 let take = (got as u64).min(left) as usize;
                 reusable &= got == take;
                 if io.write_all(&b.upstream[..take]).await.is_err() {
-                    return Step::Close;
+                    return (head.status, Step::Close);
                 }
                 left -= take as u64;
             }
         }
         Framing::Chunked => {
             let mut chunks = Chunked::default();
-            let Ok(used) = chunks.feed(first) else {
+            let Ok(fed) = chunks.feed(first) else {
                 // Nothing went to the client yet: a clean 502.
-                let answered =
-                    answer_error(io, b, plan, GatewayError::UpstreamUnavailable, Some(target)).await;
-                return answered.step;
+                let step = answer_error(io, b, plan, GatewayError::UpstreamUnavailable, head.at).await;
+                return (502, step);
             };
-            reusable &= used == first.len();
-            b.out.extend_from_slice(&first[..used]);
+            reusable &= fed.used == first.len();
+            b.out.extend_from_slice(&first[..fed.relay]);
+            if chunks.is_done() {
+                b.out.extend_from_slice(chunked::END);
+            }
             if io.write_all(&b.out).await.is_err() {
-                return Step::Close;
+                return (head.status, Step::Close);
             }
             while !chunks.is_done() {
+                read_more = true;
                 let Some(got) = read_upstream(&mut up, &mut b.upstream).await else {
                     clean = false;
                     break;
                 };
-                let Ok(used) = chunks.feed(&b.upstream[..got]) else {
+                let Ok(fed) = chunks.feed(&b.upstream[..got]) else {
                     clean = false;
                     break;
                 };
-                reusable &= used == got;
-                if io.write_all(&b.upstream[..used]).await.is_err() {
-                    return Step::Close;
+                reusable &= fed.used == got;
+                if chunks.is_done() {
+                    b.upstream.truncate(fed.relay);
+                    b.upstream.extend_from_slice(chunked::END);
+                }
+                let relay = if chunks.is_done() {
+                    b.upstream.len()
+                } else {
+                    fed.relay
+                };
+                if io.write_all(&b.upstream[..relay]).await.is_err() {
+                    return (head.status, Step::Close);
                 }
             }
         }
         Framing::UntilClose => {
-            b.out.extend_from_slice(first);
+            // Re-framed as chunks, so the client's connection can stay open.
+            chunk_into(&mut b.out, first);
             if io.write_all(&b.out).await.is_err() {
-                return Step::Close;
+                return (head.status, Step::Close);
             }
             while let Some(got) = read_upstream(&mut up, &mut b.upstream).await {
-                if io.write_all(&b.upstream[..got]).await.is_err() {
-                    return Step::Close;
+                b.out.clear();
+                chunk_into(&mut b.out, &b.upstream[..got]);
+                if io.write_all(&b.out).await.is_err() {
+                    return (head.status, Step::Close);
                 }
+            }
+            if io.write_all(b"0\r\n\r\n").await.is_err() {
+                return (head.status, Step::Close);
             }
         }
     }
     if io.flush().await.is_err() {
-        return Step::Close;
+        return (head.status, Step::Close);
     }
     if !clean {
         let label = &worker.shared.routes.routes[plan.route]
@@ -329,12 +413,28 @@ where
             .target(target)
             .label;
         tracing::warn!(upstream = %label, "upstream response body broke off");
-        return Step::Close;
+        return (head.status, Step::Close);
     }
     if reusable {
-        worker.streams.put(plan.route, target, up, head.at);
+        let idle_since = if read_more { Instant::now() } else { head.at };
+        worker.streams.put(plan.route, target, up, idle_since);
     }
-    if head.close { Step::Close } else { Step::Next }
+    let step = if head.close || b.body_left > 0 {
+        Step::Close
+    } else {
+        Step::Next
+    };
+    (head.status, step)
+}
+
+/// Appends `data` to `out` as one chunk (nothing for no data: an empty chunk would end the body).
+fn chunk_into(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The next bytes of a response body into `buf` (cleared first): `None` at EOF or on error.
@@ -353,12 +453,11 @@ async fn answer_error<IO>(
     b: &mut Buffers,
     plan: &Plan,
     error: GatewayError,
-    target: Option<usize>,
-) -> Answered
+    now: Instant,
+) -> Step
 where
     IO: AsyncWrite + Unpin,
 {
-    let head_at = Instant::now();
     let resp = error.into_response();
     let status = resp.status();
     let (parts, body) = resp.into_parts();
@@ -381,7 +480,7 @@ where
     out.extend_from_slice(b"\r\nx-request-id: ");
     out.extend_from_slice(plan.request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
-    response::date(out, head_at);
+    response::date(out, now);
     // The rest of an unsent body would be read as the next request: close instead.
     let close = plan.close || b.body_left > 0;
     if close {
@@ -392,14 +491,9 @@ where
         out.extend_from_slice(&body);
     }
     let written = io.write_all(out).await.is_ok() && io.flush().await.is_ok();
-    Answered {
-        status: status.as_u16(),
-        target,
-        step: if close || !written {
-            Step::Close
-        } else {
-            Step::Next
-        },
-        head_at,
+    if close || !written {
+        Step::Close
+    } else {
+        Step::Next
     }
 }

@@ -92,18 +92,27 @@ pub async fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    // Allocated as they are first needed: a silent connection holds no buffers.
     let mut b = Buffers {
-        input: Vec::with_capacity(8192),
+        input: Vec::new(),
         start: 0,
         body_left: 0,
-        out: Vec::with_capacity(4096),
-        upstream: Vec::with_capacity(8192),
+        out: Vec::new(),
+        upstream: Vec::new(),
     };
+    // The first request's first byte is due within the header-read timeout, like the rest of
+    // its head; between requests the connection may idle (the supervisor's `idle_timeout`).
+    let mut first = Some(tokio::time::Instant::now() + limits.header_read_timeout);
     loop {
         // Between requests: wait for the next one, unless asked to close (idle, shutdown).
         if b.pending().is_empty() {
             b.make_room();
-            match read_client(&mut io, &mut b.input, Some(watch)).await {
+            let read = read_client(&mut io, &mut b.input, Some(watch));
+            let read = match first.take() {
+                Some(until) => tokio::time::timeout_at(until, read).await.unwrap_or(Ok(0)),
+                None => read.await,
+            };
+            match read {
                 Ok(n) if n > 0 => {}
                 _ => return Ended::Closed,
             }
@@ -112,11 +121,17 @@ where
         let busy = Busy::enter(watch);
         let started = Instant::now();
         let mut deadline = None;
+        // Pending bytes known not to hold the end of the head: a head sent a byte at a time is
+        // parsed again only when an end may have arrived, not once per byte.
+        let mut searched: usize = 0;
         let (plan, head_len) = loop {
-            let parsed = {
+            let parsed = if searched == 0 || ends_head(&b.pending()[searched.saturating_sub(3)..]) {
                 let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
                 let mut req = httparse::Request::new(&mut []);
                 match req.parse_with_uninit_headers(&b.input[b.start..], &mut headers) {
+                    Ok(httparse::Status::Complete(n)) if n > limits.max_header_bytes => {
+                        break (Err(Handover::HeadTooLarge), 0);
+                    }
                     Ok(httparse::Status::Complete(n)) => {
                         Some((plan::plan(&worker, &req, conn, &mut b.out).await, n))
                     }
@@ -124,12 +139,15 @@ where
                     Err(httparse::Error::TooManyHeaders) => break (Err(Handover::TooManyHeaders), 0),
                     Err(_) => break (Err(Handover::Malformed), 0),
                 }
+            } else {
+                None
             };
             if let Some(done) = parsed {
                 break done;
             }
             // A head in pieces: more bytes, within the size limit and the header-read timeout.
-            if b.pending().len() >= limits.max_header_bytes {
+            searched = b.pending().len();
+            if searched >= limits.max_header_bytes {
                 break (Err(Handover::HeadTooLarge), 0);
             }
             let until =
@@ -170,6 +188,11 @@ where
             return Ended::Closed;
         }
     }
+}
+
+/// Whether `bytes` hold the blank line that ends a head (httparse accepts bare LF endings too).
+fn ends_head(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// Reads what the client sent into `buf`'s spare room; `Ok(0)` at EOF. With `watch`, gives up

@@ -102,16 +102,33 @@ pub async fn plan(
         route: Some(index),
         ..Trace::default()
     };
-    let values = identity
-        .as_ref()
-        .map(|identity| auth::identity_headers(&shared.header_names, identity));
+    let names = &shared.header_names;
+    // A session's values are borrowed from its cache entry; a JWT's are made here.
+    let jwt_values = match &identity {
+        Some(jwt @ auth::Identity::Jwt(_)) => Some(auth::identity_headers(names, jwt)),
+        _ => None,
+    };
     let assertion = match (&identity, &shared.assertion) {
         (Some(identity), Some(signer)) => auth::assertion(signer, identity, &route.config.name),
         _ => None,
     };
-    let mut added: [(&http::HeaderName, &[u8]); 7] = [(&shared.header_names.jwt, b""); 7];
+    let mut added: [(&http::HeaderName, &[u8]); 7] = [(&names.jwt, b""); 7];
     let mut n = 0;
-    for (name, value) in values.iter().flatten() {
+    if let Some(auth::Identity::Session(live)) = &identity {
+        let order = [
+            &names.user,
+            &names.user_id,
+            &names.user_uuid,
+            &names.roles,
+            &names.session_id,
+            &names.session_expires,
+        ];
+        for (name, value) in order.into_iter().zip(live.header_bytes()) {
+            added[n] = (name, value);
+            n += 1;
+        }
+    }
+    for (name, value) in jwt_values.iter().flatten() {
         if let Some(value) = value {
             added[n] = (name, value.as_bytes());
             n += 1;

@@ -125,6 +125,10 @@ pub fn inspect<'b>(
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Err(Handover::Malformed);
     };
+    // CONNECT's 2xx turns the connection into a tunnel: hyper's to handle.
+    if method.eq_ignore_ascii_case("CONNECT") {
+        return Err(Handover::Upgrade);
+    }
     if !target.starts_with('/') || !target.bytes().all(plain_uri_byte) {
         return Err(Handover::Target);
     }
@@ -177,6 +181,9 @@ pub fn inspect<'b>(
                         out.close = true;
                     } else if token.eq_ignore_ascii_case("upgrade") {
                         return Err(Handover::Upgrade);
+                    } else if is_read_here(token, trusted) {
+                        // The general path strips it before reading credentials and checks.
+                        return Err(Handover::Connection);
                     } else if !is_hop_by_hop(token)
                         && !token.eq_ignore_ascii_case("host")
                         && !token.eq_ignore_ascii_case("content-length")
@@ -241,6 +248,17 @@ pub fn inspect<'b>(
         }
     }
     Ok(out)
+}
+
+/// Headers `inspect` reads for its decisions (credentials, cross-site and browser checks, and
+/// a trusted proxy's forwarding facts; an untrusted peer's are dropped whatever it says). A
+/// `Connection` option naming one hands the request over: the general path removes nominated
+/// headers before it reads any, and so must decide this one.
+fn is_read_here(name: &str, trusted: bool) -> bool {
+    ["authorization", "cookie", "accept", "origin", "sec-fetch-site"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+        || (trusted && is_forwarding_header(name))
 }
 
 /// What the gateway adds to a forwarded request, decided by the pipeline's phases.
@@ -447,6 +465,17 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxy_naming_its_forwarding_headers_goes_to_hyper() {
+        let raw =
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: x_forwarded_proto\r\nX-Forwarded-Proto: http\r\n\r\n";
+        assert_eq!(
+            with_head(raw, |req| inspect(req, &ids(), true).err()),
+            Some(Handover::Connection)
+        );
+        assert!(with_head(raw, |req| inspect(req, &ids(), false).is_ok()));
+    }
+
+    #[test]
     fn client_headers_are_stripped_before_the_gateway_adds_its_own() {
         let out = forwarded(
             "GET /a?b=1 HTTP/1.1\r\nHost: h\r\nConnection: close, X-Custom, X-Forwarded-For\r\nX-Custom: 1\r\n\
@@ -549,6 +578,11 @@ mod tests {
                 "GET / HTTP/1.1\r\nHost: h\r\nConnection: a,b,c,d,e,f,g,h,i\r\n\r\n",
                 Handover::Connection,
             ),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nConnection: Authorization\r\n\r\n",
+                Handover::Connection,
+            ),
+            ("CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n", Handover::Upgrade),
         ];
         for (raw, why) in cases {
             assert_eq!(refused(raw), why, "{raw}");

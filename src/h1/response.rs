@@ -16,8 +16,8 @@ pub enum Framing {
     Empty,
     Length(u64),
     Chunked,
-    /// Neither length nor chunks: the body ends when the upstream closes, and the client's
-    /// connection closes after it.
+    /// Neither length nor chunks: the body ends when the upstream closes; the client gets it
+    /// in chunks.
     UntilClose,
 }
 
@@ -43,6 +43,15 @@ pub enum Parsed {
     /// `Expect`, and hints are optional), the final response follows.
     Interim(usize),
     Final(Head),
+}
+
+/// What an upstream header becomes for the client.
+#[derive(Clone, Copy)]
+enum Kind {
+    Keep,
+    /// `Content-Length`: kept as it is only where the framing does not write its own.
+    Length,
+    Drop,
 }
 
 /// Why an upstream's response cannot be forwarded (502); for logs, never shown to clients.
@@ -77,58 +86,85 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
     };
     let status = resp.code.ok_or(BadResponse("no status"))?;
     match status {
+        0..=99 => return Err(BadResponse("status below 100")),
         101 => return Err(BadResponse("101 without an upgrade request")),
         100..=199 => return Ok(Parsed::Interim(len)),
         _ => {}
     }
     let http11 = resp.version == Some(1);
+    // HEAD, 204 and 304 answers have no body whatever their framing headers say: those are
+    // then only checked for the length kept for the client.
+    let no_body = extra.head_request || status == 204 || status == 304;
     let mut length: Option<u64> = None;
+    let mut bad_length = false;
     let mut chunked = false;
+    let mut bad_coding = false;
     let mut upstream_close = !http11;
     let mut has_date = false;
     let mut nominated = false;
-    for h in resp.headers.iter() {
+    // One pass names each header; the writing pass below reads the names back.
+    let mut kinds = [Kind::Keep; MAX_HEADERS];
+    for (h, kind) in resp.headers.iter().zip(kinds.iter_mut()) {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = crate::h1::request::content_length(h.value).ok_or(BadResponse("bad Content-Length"))?;
-            if length.is_some_and(|m| m != n) {
-                return Err(BadResponse("conflicting Content-Length"));
-            }
-            length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            if chunked || !http11 || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(BadResponse("a transfer coding other than chunked"));
-            }
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            let text = crate::auth::header_text(h.value).ok_or(BadResponse("bad Connection"))?;
-            for token in text.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    upstream_close = true;
-                } else if !token.is_empty()
-                    && !token.eq_ignore_ascii_case("keep-alive")
-                    && !is_hop_by_hop(token)
-                {
-                    nominated = true;
+        *kind = match name.len() {
+            14 if name.eq_ignore_ascii_case("content-length") => match response_length(h.value) {
+                Some(n) if length.is_none() => {
+                    length = Some(n);
+                    Kind::Length
                 }
+                Some(n) if length == Some(n) => Kind::Drop,
+                _ => {
+                    bad_length = true;
+                    Kind::Drop
+                }
+            },
+            17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                bad_coding |= chunked || !http11 || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                chunked = true;
+                Kind::Drop
             }
-        } else if name.eq_ignore_ascii_case("date") {
-            has_date = true;
-        }
+            10 if name.eq_ignore_ascii_case("connection") => {
+                let text = crate::auth::header_text(h.value).unwrap_or("");
+                for token in text.split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        upstream_close = true;
+                    } else if !token.is_empty()
+                        && !token.eq_ignore_ascii_case("keep-alive")
+                        && !is_hop_by_hop(token)
+                    {
+                        nominated = true;
+                    }
+                }
+                Kind::Drop
+            }
+            4 if name.eq_ignore_ascii_case("date") => {
+                has_date = true;
+                Kind::Keep
+            }
+            12 if name.eq_ignore_ascii_case("x-request-id") => Kind::Drop,
+            _ if is_hop_by_hop(name) => Kind::Drop,
+            _ => Kind::Keep,
+        };
     }
-    let framing = if extra.head_request || status == 204 || status == 304 {
+    let framing = if no_body {
         Framing::Empty
+    } else if bad_coding {
+        return Err(BadResponse("a transfer coding other than chunked"));
     } else if chunked {
         Framing::Chunked
+    } else if bad_length {
+        return Err(BadResponse("bad or conflicting Content-Length"));
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {
         Framing::UntilClose
     };
     // Both Transfer-Encoding and Content-Length: chunked wins, and the connection is not trusted
-    // with another message (RFC 9112 §6.3).
-    let reusable = !(upstream_close || chunked && length.is_some()) && framing != Framing::UntilClose;
-    let close = extra.close || framing == Framing::UntilClose;
+    // with another message (RFC 9112 §6.3). A body that ends when the upstream closes is
+    // re-framed as chunks for the client, whose connection stays open.
+    let reusable = !(upstream_close || chunked && length.is_some() || bad_length || bad_coding)
+        && framing != Framing::UntilClose;
+    let close = extra.close;
 
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -151,19 +187,17 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
                 .flat_map(|v| v.split(','))
                 .any(|t| t.trim().eq_ignore_ascii_case(name))
     };
-    for h in resp.headers.iter() {
-        let name = h.name;
-        let content_length = name.eq_ignore_ascii_case("content-length");
-        // A HEAD or 304 answer's length describes the representation: it stays.
-        let keep_length = content_length && framing == Framing::Empty && status != 204;
-        if (content_length && !keep_length)
-            || is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case("x-request-id")
-            || (!content_length && named(name))
-        {
-            continue;
+    // A HEAD or 304 answer's length describes the representation: it stays.
+    let keep_length = framing == Framing::Empty && status != 204;
+    for (h, kind) in resp.headers.iter().zip(kinds.iter()) {
+        let keep = match kind {
+            Kind::Keep => !named(h.name),
+            Kind::Length => keep_length,
+            Kind::Drop => false,
+        };
+        if keep {
+            line(out, h.name.as_bytes(), h.value);
         }
-        line(out, name.as_bytes(), h.value);
     }
     match framing {
         Framing::Length(n) => {
@@ -171,8 +205,8 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::Empty | Framing::UntilClose => {}
+        Framing::Chunked | Framing::UntilClose => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty => {}
     }
     line(out, b"x-request-id", extra.request_id);
     if !has_date {
@@ -190,6 +224,15 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
         len,
         at: extra.now,
     }))
+}
+
+/// A response's `Content-Length`: one number, or a list of the same number (RFC 9110 §8.6).
+fn response_length(value: &[u8]) -> Option<u64> {
+    let mut items = value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+    let first = crate::h1::request::content_length(items.next()?)?;
+    items
+        .all(|v| crate::h1::request::content_length(v) == Some(first))
+        .then_some(first)
 }
 
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -258,7 +301,15 @@ mod tests {
         let h = ok("HTTP/1.1 200 OK\r\n\r\n");
         assert_eq!(
             (h.framing, h.reusable, h.close),
-            (Framing::UntilClose, false, true)
+            (Framing::UntilClose, false, false)
+        );
+        let h = ok("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!((h.framing, h.reusable), (Framing::Length(3), true));
+        let h = ok("HTTP/1.0 204 No Content\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n");
+        assert_eq!(
+            (h.framing, h.reusable),
+            (Framing::Empty, false),
+            "no body: framing unread"
         );
         let h = ok("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n");
         assert_eq!((h.framing, h.reusable), (Framing::Length(1), false));
@@ -276,6 +327,8 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            "HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
         ];
         for raw in bad {

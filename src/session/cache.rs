@@ -213,6 +213,20 @@ impl Live {
         ]
     }
 
+    /// `header_values`, borrowed: no reference counts touched.
+    pub fn header_bytes(&self) -> [&[u8]; 6] {
+        let [u, i, d, r] = self.user.as_ref().map_or(&NO_USER, |p| &p.values);
+        let id_len = self.id_len as usize;
+        [
+            u.as_bytes(),
+            i.as_bytes(),
+            d.as_bytes(),
+            r.as_bytes(),
+            &self.values[..id_len],
+            &self.values[id_len..],
+        ]
+    }
+
     /// Live and logged in (the user is kept apart from `session`, see `Users`).
     pub fn is_active(&self, now: u64) -> bool {
         self.session.state == State::Active && self.user.is_some() && self.session.is_live(now)
