@@ -103,7 +103,7 @@ pub struct Metrics {
     pub revocations: Family<KindLabel, Counter>,
     /// `succeeded`, `failed`.
     pub reloads: Family<KindLabel, Counter>,
-    /// HTTP/1.1 requests forwarded by the fast path.
+    /// HTTP/1.1 requests answered by the fast path (forwarded, or refused by a route's policy).
     pub fast_path_requests: Counter,
     /// Connections the fast path handed to hyper, by reason (`h1::request::Handover`).
     pub fast_path_handovers: Family<KindLabel, Counter>,
@@ -193,7 +193,7 @@ impl Metrics {
         let fast_path_requests = Counter::default();
         registry.register(
             "fast_path_requests",
-            "HTTP/1.1 requests forwarded by the fast path (the rest are served by hyper)",
+            "HTTP/1.1 requests answered by the fast path: forwarded, or refused by a route's policy (the rest are served by hyper)",
             fast_path_requests.clone(),
         );
         let fast_path_handovers = Family::default();

@@ -85,9 +85,17 @@ async fn both_paths_forward_a_request_the_same_way() {
             "GET /private/c HTTP/1.1\r\nHost: localhost\r\nCookie: a=1; portcullis=TOKEN\r\nCookie: b=2\r\n\r\n".into(),
             true,
         ),
-        // Handed over (and answered the same way by hyper): refusals, endpoints, odd framing.
-        ("GET /private/no HTTP/1.1\r\nHost: localhost\r\n\r\n".into(), false),
-        ("GET /private/no HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\n\r\n".into(), false),
+        // Refused by the policy: answered by the fast path as the pipeline answers.
+        ("GET /private/no HTTP/1.1\r\nHost: localhost\r\n\r\n".into(), true),
+        ("GET /private/no?a=b HTTP/1.1\r\nHost: localhost\r\nAccept: text/html\r\n\r\n".into(), true),
+        ("GET /private/f HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer pc1_forged\r\n\r\n".into(), true),
+        (
+            "POST /private/c HTTP/1.1\r\nHost: localhost\r\nCookie: portcullis=TOKEN\r\nOrigin: http://evil.example\r\n\
+             Content-Length: 2\r\n\r\nhi"
+                .into(),
+            true,
+        ),
+        // Handed over (and answered by hyper): endpoints, bad paths, odd framing.
         ("GET /users/me HTTP/1.1\r\nHost: localhost\r\n\r\n".into(), false),
         ("GET /%2e%2e/x HTTP/1.1\r\nHost: localhost\r\n\r\n".into(), false),
         (

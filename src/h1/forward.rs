@@ -104,6 +104,22 @@ where
     answered(status, step)
 }
 
+/// Answers a request the route's policy refused.
+pub(super) async fn refuse<IO>(io: &mut IO, b: &mut Buffers, plan: &Plan, error: GatewayError) -> Answered
+where
+    IO: AsyncWrite + Unpin,
+{
+    let head_at = Instant::now();
+    let status = error.status().as_u16();
+    let step = answer_error(io, b, plan, error, head_at).await;
+    Answered {
+        status,
+        target: None,
+        step,
+        head_at,
+    }
+}
+
 /// Connects, sends the request, and reads the response head into `b.out` (for the client).
 async fn exchange<IO>(
     io: &mut IO,

@@ -1,18 +1,19 @@
 //! The HTTP/1.1 fast path: portcullis's own HTTP/1.1 for the request that dominates a gateway's
-//! traffic — an HTTP/1.1 request to a route, allowed by its policy, with no body or a
-//! `Content-Length` body. Such a request is read with httparse (hyper's parser), decided by the
+//! traffic — an HTTP/1.1 request to a route, with no body or a `Content-Length` body. Such a request is read with httparse (hyper's parser), decided by the
 //! same phases as `pipeline` (`plan`), and forwarded over a raw pooled upstream connection whose
 //! response is relayed back (`forward`), all in the connection's own task. Why it exists:
 //! measured on this project's 2-core machines, hyper's server and client on both sides of the
 //! gateway cost more CPU per request than nginx spends in all; without them the gateway
 //! proxies faster than nginx while it authenticates (README, Performance).
 //!
+//! A request the route's policy refuses (401, login redirect, 403, 503) is answered here with
+//! the pipeline's own error responses, as are upstream failures (502, 504).
+//!
 //! Everything else goes to hyper with the rest of the connection (`Handover`): the bytes read
 //! so far are replayed to it (`Prefixed`), so hyper sees the connection exactly as the client
 //! sent it, and the general pipeline answers — the session API, upgrades, chunked uploads,
-//! `Expect`, HTTP/1.0, heads over the size limit, malformed requests, and every refusal (401,
-//! login redirect, 403, 404, 413, 503). The fast path never answers a request with an error of
-//! its own but for the upstream's (502, 504), the same as the pipeline's.
+//! `Expect`, HTTP/1.0, heads over the size limit, malformed requests, bad paths (400),
+//! unknown routes (404), bodies over the limit (413).
 
 mod chunked;
 mod forward;
@@ -172,7 +173,10 @@ where
         b.start += head_len;
         b.body_left = plan.body;
         worker.shared.metrics.fast_path_requests.inc();
-        let answered = forward::forward(&mut io, &mut b, &worker, &plan, watch).await;
+        let answered = match &plan.refuse {
+            None => forward::forward(&mut io, &mut b, &worker, &plan, watch).await,
+            Some(error) => forward::refuse(&mut io, &mut b, &plan, error.clone()).await,
+        };
         drop(busy);
         let mut trace = plan.trace;
         trace.target = answered.target;

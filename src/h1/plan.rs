@@ -1,11 +1,13 @@
 //! The fast path's phases 1–5 for one request head (route, frame, sanitize, authorize, inject;
 //! see `pipeline`): the same decisions, with the same functions where they take raw values,
-//! ending either in a `Plan` (the upstream head is written, the request will be forwarded) or
-//! in a `Handover` (the request and the rest of its connection go to hyper, whose pipeline
-//! answers it — errors, refusals and the gateway's own endpoints are all answered there).
+//! ending either in a `Plan` (the upstream head is written and the request will be forwarded,
+//! or the policy refused it and the plan says with which error) or in a `Handover` (the
+//! request and the rest of its connection go to hyper, whose pipeline answers it: the
+//! gateway's own endpoints, bad paths, unknown routes, bodies over the limit).
 
 use super::request::{self, Additions, Handover};
 use crate::auth::{self, Credential, Decision};
+use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Worker};
 use crate::metrics::MethodClass;
 use crate::pipeline::{RequestId, Trace, request_id, upstream_path};
@@ -27,9 +29,12 @@ pub struct Plan {
     /// The method, for the access log only (empty when it is off).
     pub method: String,
     pub trace: Trace,
+    /// Not forwarded: answered with this error (401, login redirect, 403, 503).
+    pub refuse: Option<GatewayError>,
 }
 
-/// Plans `req`; on success the upstream head (but its `Host` and blank line) is in `out`.
+/// Plans `req`; unless it is refused, the upstream head (but its `Host` and blank line) is in
+/// `out`.
 pub async fn plan(
     worker: &Worker,
     req: &httparse::Request<'_, '_>,
@@ -84,24 +89,78 @@ pub async fn plan(
         &route.config.policy,
         presented,
     ));
-    let Decision::Allow(identity) = decision.await else {
-        return Err(Handover::NotAllowed);
-    };
     let safe = matches!(seen.method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
+    let mut trace = Trace {
+        route: Some(index),
+        ..Trace::default()
+    };
+    if shared.access_log {
+        trace.path = Some(path.to_string());
+    }
+    let mut plan = Plan {
+        route: index,
+        body,
+        close: seen.close,
+        head_request: seen.method == "HEAD",
+        retry_safe: body == 0 && (safe || matches!(seen.method, "PUT" | "DELETE")),
+        class: if safe {
+            MethodClass::read
+        } else {
+            MethodClass::write
+        },
+        request_id: request_id(seen.request_id, trusted),
+        method: if shared.access_log {
+            seen.method.to_string()
+        } else {
+            String::new()
+        },
+        trace,
+        refuse: None,
+    };
+    // Refusals are answered here, as `pipeline` answers them.
+    let identity = match decision.await {
+        Decision::Allow(identity) => identity,
+        Decision::Unauthenticated { presented } => {
+            let navigation = matches!(seen.method, "GET" | "HEAD")
+                && seen
+                    .accept
+                    .and_then(auth::header_text)
+                    .is_some_and(|a| a.contains("text/html"));
+            plan.refuse = Some(if navigation {
+                let target = match seen.query {
+                    Some(q) => format!("{}?{q}", seen.path),
+                    None => seen.path.to_string(),
+                };
+                GatewayError::LoginRedirect(format!(
+                    "{}?rd={}",
+                    shared.api.url("/auth/login"),
+                    auth::encode_component(&target)
+                ))
+            } else {
+                GatewayError::Unauthenticated { presented }
+            });
+            return Ok(plan);
+        }
+        Decision::Forbidden => {
+            plan.refuse = Some(GatewayError::Forbidden);
+            return Ok(plan);
+        }
+        Decision::StoreUnavailable => {
+            plan.refuse = Some(GatewayError::StoreUnavailable);
+            return Ok(plan);
+        }
+    };
+    // A cookie rides along on cross-site requests: unsafe methods from another site are refused.
     if by_cookie
         && identity.is_some()
         && !safe
         && crate::api::cross_site_by(seen.sec_fetch_cross_site, seen.origin, Some(seen.host))
     {
-        return Err(Handover::NotAllowed);
+        plan.refuse = Some(GatewayError::CrossSite);
+        return Ok(plan);
     }
 
     // 5. inject
-    let request_id = request_id(seen.request_id, trusted);
-    let mut trace = Trace {
-        route: Some(index),
-        ..Trace::default()
-    };
     let names = &shared.header_names;
     // A session's values are borrowed from its cache entry; a JWT's are made here.
     let jwt_values = match &identity {
@@ -149,33 +208,14 @@ pub async fn plan(
             strip_credentials: (!route.config.forward_credentials).then_some(cookie_name),
             peer_ip: conn.peer_ip.as_bytes(),
             proto: if conn.tls { "https" } else { "http" },
-            request_id: request_id.as_bytes(),
+            request_id: plan.request_id.as_bytes(),
             preserve_host: route.config.preserve_host,
         },
     );
-    if shared.access_log {
-        trace.path = Some(path.to_string());
-        if let Some(auth::Identity::Session(live)) = &identity {
-            trace.session = Some(live.id().to_string());
-        }
+    if shared.access_log
+        && let Some(auth::Identity::Session(live)) = &identity
+    {
+        plan.trace.session = Some(live.id().to_string());
     }
-    Ok(Plan {
-        route: index,
-        body,
-        close: seen.close,
-        head_request: seen.method == "HEAD",
-        retry_safe: body == 0 && (safe || matches!(seen.method, "PUT" | "DELETE")),
-        class: if safe {
-            MethodClass::read
-        } else {
-            MethodClass::write
-        },
-        request_id,
-        method: if shared.access_log {
-            seen.method.to_string()
-        } else {
-            String::new()
-        },
-        trace,
-    })
+    Ok(plan)
 }

@@ -15,7 +15,8 @@ pub const MAX_HEADERS: usize = 64;
 const MAX_NOMINATED: usize = 8;
 
 /// Why a request (and the rest of its connection) is left to hyper and the general pipeline.
-/// Each is either rare or answered with an error there; none is a fault of the fast path.
+/// Each is rare or answered with an error there. (Refusals by a route's policy are not handed
+/// over: the fast path answers them itself, as the pipeline does.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handover {
     /// httparse refused the head (hyper answers 400, or 431 for `HeadTooLarge`).
@@ -38,8 +39,6 @@ pub enum Handover {
     Endpoint,
     /// 400 for the path or 404 for the route: the general path answers.
     NotRouted,
-    /// Anything but "forward": 401, login redirect, 403, 503, or a cookie sent cross-site.
-    NotAllowed,
 }
 
 impl Handover {
@@ -57,24 +56,8 @@ impl Handover {
             Handover::Connection => "connection",
             Handover::Endpoint => "endpoint",
             Handover::NotRouted => "not_routed",
-            Handover::NotAllowed => "not_allowed",
         }
     }
-
-    pub const ALL: [Handover; 12] = [
-        Handover::Malformed,
-        Handover::TooManyHeaders,
-        Handover::HeadTooLarge,
-        Handover::NotHttp11,
-        Handover::Target,
-        Handover::Host,
-        Handover::Framing,
-        Handover::Upgrade,
-        Handover::Connection,
-        Handover::Endpoint,
-        Handover::NotRouted,
-        Handover::NotAllowed,
-    ];
 }
 
 /// What a client header becomes upstream.
@@ -104,7 +87,8 @@ pub struct Inspected<'b> {
     pub has_cookie: bool,
     /// A trusted proxy's `X-Request-Id` (checked for sanity by the caller).
     pub request_id: Option<&'b [u8]>,
-    pub accepts_html: bool,
+    /// The first `Accept` (browser navigations get the login redirect).
+    pub accept: Option<&'b [u8]>,
     pub sec_fetch_cross_site: bool,
     pub origin: Option<&'b [u8]>,
     /// A trusted proxy's `X-Forwarded-Proto` / `-Host`, kept as they are.
@@ -146,7 +130,7 @@ pub fn inspect<'b>(
         authorization: None,
         has_cookie: false,
         request_id: None,
-        accepts_html: false,
+        accept: None,
         sec_fetch_cross_site: false,
         origin: None,
         trusted_proto: false,
@@ -205,7 +189,7 @@ pub fn inspect<'b>(
                 Kind::Cookie
             }
             6 if name.eq_ignore_ascii_case("accept") => {
-                out.accepts_html |= contains(h.value, b"text/html");
+                out.accept.get_or_insert(h.value);
                 Kind::Keep
             }
             6 if name.eq_ignore_ascii_case("origin") => {
@@ -383,10 +367,6 @@ pub fn content_length(value: &[u8]) -> Option<u64> {
     value
         .iter()
         .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Bytes of an origin-form target the fast path forwards as they are: RFC 3986's unreserved,
