@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-request hot path: token check, session cache hit, header
-//! sanitize + inject, route match. `cargo bench --bench hot_path`. Speed is measured here,
-//! never asserted in tests.
+//! sanitize + inject (the general path's header maps, and the fast path's head in and head
+//! out), route match. `cargo bench --bench hot_path`. Speed is measured here, never asserted
+//! in tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -125,6 +126,54 @@ fn headers(c: &mut Criterion) {
     );
 }
 
+fn fast_path_heads(c: &mut Criterion) {
+    let identity: Vec<HeaderName> = ["x-auth-user", "x-auth-user-id", "x-auth-roles", "x-auth-jwt"]
+        .iter()
+        .map(|n| HeaderName::from_static(n))
+        .collect();
+    let head = b"GET /api/v2/users/42?full=1 HTTP/1.1\r\nHost: app.example.com\r\n\
+        User-Agent: Mozilla/5.0 (X11; Linux x86_64) bench\r\nAccept: text/html,application/xhtml+xml\r\n\
+        Accept-Encoding: gzip, deflate, br\r\n\
+        Authorization: Bearer pc1_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\
+        Cookie: theme=dark; lang=en\r\nConnection: keep-alive\r\n\r\n";
+    let user = HeaderName::from_static("x-auth-user");
+    let added = [(&user, &b"alice"[..])];
+    let mut out = Vec::with_capacity(4096);
+    c.bench_function("h1: parse + inspect + write the upstream head (7 headers)", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; portcullis::h1::request::MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            req.parse(black_box(head)).unwrap();
+            let seen = portcullis::h1::request::inspect(&req, &identity, false).unwrap();
+            let add = portcullis::h1::request::Additions {
+                path: seen.path,
+                identity: &added,
+                strip_credentials: Some("__Host-portcullis"),
+                peer_ip: b"192.0.2.10",
+                proto: "https",
+                request_id: b"0123456789abcdef0123456789abcdef",
+                preserve_host: true,
+            };
+            portcullis::h1::request::write_head(&mut out, &req, &seen, &add);
+            black_box(out.len())
+        })
+    });
+    let response = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sun, 29 Nov 2026 17:00:00 GMT\r\n\
+        Content-Type: text/plain\r\nContent-Length: 20\r\nConnection: keep-alive\r\n\r\nhello from upstream\n";
+    let now = std::time::Instant::now();
+    c.bench_function("h1: parse + rewrite an upstream response head (5 headers)", |b| {
+        b.iter(|| {
+            let extra = portcullis::h1::response::Extra {
+                request_id: b"0123456789abcdef0123456789abcdef",
+                head_request: false,
+                close: false,
+                now,
+            };
+            black_box(portcullis::h1::response::parse(black_box(response), &mut out, &extra).is_ok())
+        })
+    });
+}
+
 fn routes(c: &mut Criterion) {
     let prefixes = [
         "/",
@@ -151,5 +200,5 @@ fn routes(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, token_check, cache_hit, headers, routes);
+criterion_group!(benches, token_check, cache_hit, headers, fast_path_heads, routes);
 criterion_main!(benches);

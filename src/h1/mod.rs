@@ -20,7 +20,7 @@ mod forward;
 mod plan;
 pub mod prefixed;
 pub mod request;
-mod response;
+pub mod response;
 
 use crate::gateway::{ConnInfo, WorkerCell};
 use crate::pipeline::{Done, finish};
