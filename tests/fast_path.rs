@@ -481,3 +481,89 @@ async fn a_silent_connection_is_closed_after_the_header_read_timeout() {
     );
     gw.stop().await;
 }
+
+/// A small deterministic generator (xorshift), so a failing case can be replayed.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// `base` with a few bytes flipped, cut, doubled or replaced by framing characters.
+    fn mutate(&mut self, base: &[u8]) -> Vec<u8> {
+        let mut out = base.to_vec();
+        for _ in 0..1 + self.below(4) {
+            if out.is_empty() {
+                break;
+            }
+            let at = self.below(out.len());
+            match self.below(6) {
+                0 => out[at] = self.next() as u8,
+                1 => out[at] = b"\r\n:; ,\t\0"[self.below(8)],
+                2 => out.truncate(at),
+                3 => {
+                    let piece = out[at..(at + 1 + self.below(16)).min(out.len())].to_vec();
+                    out.splice(at..at, piece);
+                }
+                4 => out.insert(at, b"\r\n"[self.below(2)]),
+                _ => {
+                    out.remove(at);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn mangled_requests_get_an_answer_or_a_close_never_a_hang() {
+    let (up, _stop) = upstream::whoami().await;
+    let toml =
+        base_toml().replace("workers = 1", "workers = 1\nheader_read_timeout = \"1s\"") + USERS + &routes(up);
+    let gw = Gateway::start(&toml);
+    let token = mint(gw.admin, "alice", 1).await.remove(0);
+    let bases = [
+        "GET /a?b=1 HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\nConnection: close\r\n\r\n".to_string(),
+        format!(
+            "GET /private/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        ),
+        "POST /p HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+            .to_string(),
+        "GET /p HTTP/1.1\r\nHost: localhost\r\nConnection: X-A, close\r\nX-A: 1\r\n\r\n".to_string(),
+    ];
+    let mut m = Mutator(0x9e37_79b9_7f4a_7c15);
+    for case in 0..400 {
+        let input = m.mutate(bases[case % bases.len()].as_bytes());
+        let mut s = TcpStream::connect(gw.http).await.unwrap();
+        let _ = s.write_all(&input).await;
+        // Half-close: a request cut short is then a request that will never be finished.
+        let _ = s.shutdown().await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(
+            read.is_ok(),
+            "case {case}: no answer and no close within 5 s for {:?}",
+            String::from_utf8_lossy(&input)
+        );
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 "),
+            "case {case}: not an HTTP answer: {text:?} for {:?}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+    // Still serving.
+    assert_eq!(
+        status_of(&get_with_token(gw.http, "/private/after", &token).await),
+        200
+    );
+    gw.stop().await;
+}

@@ -232,6 +232,29 @@ mod tests {
     }
 
     #[test]
+    fn random_bytes_never_panic_and_never_overrun() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..2000 {
+            let mut c = Chunked::default();
+            for _ in 0..8 {
+                let len = (x % 40) as usize;
+                let buf: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        b"0123456789abcdefAF;= \t\r\nxyz\x01"[(x % 28) as usize]
+                    })
+                    .collect();
+                match c.feed(&buf) {
+                    Ok(fed) => assert!(fed.relay <= fed.used && fed.used <= buf.len()),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refuses_what_parsers_disagree_on() {
         let bad: [&[u8]; 9] = [
             b"5 5\r\nhello\r\n0\r\n\r\n",

@@ -365,6 +365,32 @@ mod tests {
     }
 
     #[test]
+    fn mangled_heads_never_panic() {
+        let base = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close, x\r\n\r\n";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut out = Vec::new();
+        for _ in 0..5000 {
+            let mut head = base.to_vec();
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x % head.len() as u64) as usize;
+                head[at] = b"0123456789:, \r\n\x00\xffaZ"[(x >> 32) as usize % 19];
+            }
+            let extra = Extra {
+                request_id: b"r",
+                head_request: x % 2 == 0,
+                close: false,
+                now: std::time::Instant::now(),
+            };
+            if let Ok(Parsed::Final(h)) = parse(&head, &mut out, &extra) {
+                assert!(h.len <= head.len());
+            }
+        }
+    }
+
+    #[test]
     fn interim_answers_are_skipped() {
         let raw = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n";
         let extra = Extra {
