@@ -380,7 +380,7 @@ mod tests {
             }
             let extra = Extra {
                 request_id: b"r",
-                head_request: x % 2 == 0,
+                head_request: x.is_multiple_of(2),
                 close: false,
                 now: std::time::Instant::now(),
             };
