@@ -1,7 +1,8 @@
 //! The HTTP/1.1 fast path (`src/h1`) against the general path (hyper): the same requests reach
 //! the upstream the same way on both; pipelining; handing a connection to hyper mid-way; every
 //! response framing an upstream may use, relayed exactly; pooled connections that died while
-//! idle; heads that arrive in pieces. The metrics say which path served what, so a test can
+//! idle; upstreams that answer before the body is sent; heads that arrive in pieces; mangled
+//! input. The metrics say which path served what, so a test can
 //! tell that the fast path really was taken.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
@@ -565,5 +566,95 @@ async fn mangled_requests_get_an_answer_or_a_close_never_a_hang() {
         status_of(&get_with_token(gw.http, "/private/after", &token).await),
         200
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_answering_as_it_reads_gets_the_whole_body() {
+    // Answers at once, then echoes the body as chunks while it reads it (full duplex).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        let end = loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let mut echoed = buf.len() - end;
+        if echoed > 0 {
+            let first = buf[end..].to_vec();
+            s.write_all(format!("{:x}\r\n", first.len()).as_bytes())
+                .await
+                .unwrap();
+            s.write_all(&first).await.unwrap();
+            s.write_all(b"\r\n").await.unwrap();
+        }
+        while echoed < len {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the body stopped at {echoed} of {len}");
+            s.write_all(format!("{n:x}\r\n").as_bytes()).await.unwrap();
+            s.write_all(&chunk[..n]).await.unwrap();
+            s.write_all(b"\r\n").await.unwrap();
+            echoed += n;
+        }
+        s.write_all(b"0\r\n\r\n").await.unwrap();
+    });
+    let gw = Gateway::start(&(base_toml() + &route("echo", "/", &[up], "max_body = \"1MiB\"")));
+    let body: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut s = TcpStream::connect(gw.http).await.unwrap();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let sender = {
+        let body = body.clone();
+        tokio::spawn(async move {
+            for piece in body.chunks(7_000) {
+                wr.write_all(piece).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            wr
+        })
+    };
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out))
+        .await
+        .expect("the whole echo within 10 s")
+        .unwrap();
+    let _ = sender.await;
+    let text = String::from_utf8_lossy(&out);
+    let (head, mut rest) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // Undo the chunks.
+    let mut echoed = Vec::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size, 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        echoed.extend_from_slice(&after.as_bytes()[..size]);
+        rest = &after[size + 2..];
+    }
+    assert_eq!(echoed.len(), body.len());
+    assert!(echoed == body, "the echo is the body");
     gw.stop().await;
 }

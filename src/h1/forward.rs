@@ -7,8 +7,9 @@
 //! - A pooled connection that closes before any answer is replaced once, for idempotent
 //!   requests without a body (the upstream closed it while idle, as the gateway reused it);
 //!   nothing else is ever sent twice.
-//! - An upstream may answer before the request body is all sent (a 413 to a large upload):
-//!   sending stops, the answer is relayed, and the client's connection closes after it.
+//! - An upstream may answer before the request body is all sent (a 413 to a large upload, or
+//!   an echo answering as it reads): the answer is relayed while the body keeps going to the
+//!   upstream for as long as it takes it, and the client's connection closes after it.
 //! - Until the response head, the route's `timeout` applies (504); failures before it are 502s.
 
 use super::chunked::{self, Chunked};
@@ -332,6 +333,8 @@ where
     let mut reusable = head.reusable;
     let mut clean = true;
     let mut read_more = false;
+    // The request body goes on while the response is relayed, if it was answered early.
+    let mut sending = true;
     let first = &b.upstream[head.len..];
     match head.framing {
         Framing::Empty => {
@@ -350,7 +353,7 @@ where
             let mut left = n - now as u64;
             while left > 0 {
                 read_more = true;
-                let Some(got) = read_upstream(&mut up, &mut b.upstream).await else {
+                let Some(got) = read_upstream(io, b, &mut up, &mut sending).await else {
                     clean = false;
                     break;
                 };
@@ -379,7 +382,7 @@ where
             }
             while !chunks.is_done() {
                 read_more = true;
-                let Some(got) = read_upstream(&mut up, &mut b.upstream).await else {
+                let Some(got) = read_upstream(io, b, &mut up, &mut sending).await else {
                     clean = false;
                     break;
                 };
@@ -408,7 +411,7 @@ where
             if io.write_all(&b.out).await.is_err() {
                 return (head.status, Step::Close);
             }
-            while let Some(got) = read_upstream(&mut up, &mut b.upstream).await {
+            while let Some(got) = read_upstream(io, b, &mut up, &mut sending).await {
                 b.out.clear();
                 chunk_into(&mut b.out, &b.upstream[..got]);
                 if io.write_all(&b.out).await.is_err() {
@@ -453,11 +456,27 @@ fn chunk_into(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The next bytes of a response body into `buf` (cleared first): `None` at EOF or on error.
-async fn read_upstream(up: &mut Stream, buf: &mut Vec<u8>) -> Option<usize> {
-    buf.clear();
-    buf.reserve(16 * 1024);
-    match up.read_buf(buf).await {
+/// The next bytes of a response body into `b.upstream` (cleared first): `None` at EOF or on
+/// error. While the upstream answers before the request body is all sent, the body keeps
+/// going to it meanwhile (an upstream may answer as it reads, an echo say); `sending` turns
+/// false when the upstream stops taking it.
+async fn read_upstream<IO>(io: &mut IO, b: &mut Buffers, up: &mut Stream, sending: &mut bool) -> Option<usize>
+where
+    IO: AsyncRead + Unpin,
+{
+    b.upstream.clear();
+    b.upstream.reserve(16 * 1024);
+    while *sending && b.body_left > 0 {
+        match send_body(io, b, up).await {
+            // Sent all, or the upstream said more: read it below.
+            Ok(()) => break,
+            Err(_) => *sending = false,
+        }
+    }
+    if !b.upstream.is_empty() {
+        return Some(b.upstream.len());
+    }
+    match up.read_buf(&mut b.upstream).await {
         Ok(0) | Err(_) => None,
         Ok(n) => Some(n),
     }
