@@ -71,12 +71,7 @@ pub async fn plan(
     let presented = match auth::bearer_in(seen.authorization) {
         Ok(Some(token)) => Ok(Some(Credential::Bearer(token))),
         Ok(None) if seen.has_cookie => {
-            let cookies = req
-                .headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-                .map(|h| h.value);
-            auth::cookie_in(cookies, cookie_name).map(|c| c.map(Credential::Cookie))
+            auth::cookie_in(seen.cookies(req), cookie_name).map(|c| c.map(Credential::Cookie))
         }
         Ok(None) => Ok(None),
         Err(oversized) => Err(oversized),
@@ -174,15 +169,8 @@ pub async fn plan(
     let mut added: [(&http::HeaderName, &[u8]); 7] = [(&names.jwt, b""); 7];
     let mut n = 0;
     if let Some(auth::Identity::Session(live)) = &identity {
-        let order = [
-            &names.user,
-            &names.user_id,
-            &names.user_uuid,
-            &names.roles,
-            &names.session_id,
-            &names.session_expires,
-        ];
-        for (name, value) in order.into_iter().zip(live.header_bytes()) {
+        // `all()` lists the names in `header_bytes`' order (then `X-Auth-Jwt`, left by zip).
+        for (name, value) in names.all().into_iter().zip(live.header_bytes()) {
             added[n] = (name, value);
             n += 1;
         }

@@ -97,6 +97,17 @@ pub struct Inspected<'b> {
     kinds: [Kind; MAX_HEADERS],
 }
 
+impl Inspected<'_> {
+    /// The values of the request's `Cookie` headers (`req`: the head this inspected).
+    pub fn cookies<'r>(&'r self, req: &'r httparse::Request<'_, '_>) -> impl Iterator<Item = &'r [u8]> + 'r {
+        req.headers
+            .iter()
+            .zip(self.kinds.iter())
+            .filter(|(_, kind)| **kind == Kind::Cookie)
+            .map(|(h, _)| h.value)
+    }
+}
+
 /// Inspects a parsed request head from a peer (`trusted`: a configured trusted proxy).
 pub fn inspect<'b>(
     req: &httparse::Request<'_, 'b>,
@@ -306,12 +317,7 @@ pub fn write_head(
     if let Some(name) = add.strip_credentials
         && seen.has_cookie
     {
-        let cookies = req
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-            .map(|h| h.value);
-        let kept = crate::auth::cookies_without(cookies, name);
+        let kept = crate::auth::cookies_without(seen.cookies(req), name);
         if !kept.is_empty() {
             line(out, b"cookie", kept.as_bytes());
         }
