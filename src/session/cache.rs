@@ -17,7 +17,6 @@ use super::store::{Store, StoreError};
 use super::token::{self, SessionId, TokenKeys};
 use super::{Session, State, User, now, now_ms};
 use crate::metrics::{KindLabel, Metrics};
-use bytes::Bytes;
 use http::HeaderValue;
 use moka::Expiry;
 use moka::future::Cache;
@@ -78,18 +77,27 @@ impl Users {
     }
 }
 
+/// `Kept::idle` of a session without an idle limit.
+const NO_IDLE_LIMIT: u64 = u64::MAX;
+/// A session id's length in hex digits.
+const ID_HEX: usize = 32;
+/// The most decimal digits a `u64` has.
+const END_DIGITS: usize = 20;
+
 const EMPTY: HeaderValue = HeaderValue::from_static("");
 static NO_USER: [HeaderValue; 4] = [EMPTY, EMPTY, EMPTY, EMPTY];
 
 /// What the cache keeps of a session record: what requests and the session API read of a
-/// cached session (the id is kept in `Live`'s header values, the user shared in `UserParts`;
+/// cached session (the id is kept in `Live`, the user shared in `UserParts`;
 /// secret hash, addresses, reissue state and extra attributes are left in the store).
 #[derive(Debug)]
 pub struct Kept {
     pub state: State,
     pub last_used: u64,
     pub expires: u64,
-    pub idle_ttl: Option<u64>,
+    /// The idle limit in seconds, `NO_IDLE_LIMIT` for none (eight bytes where an `Option` takes
+    /// sixteen; a limit that large never ends a session before `expires` anyway).
+    idle: u64,
     /// Device and user code: most sessions have neither, so they cost one pointer.
     extra: Option<Box<Extra>>,
 }
@@ -112,9 +120,14 @@ impl Kept {
             state: session.state,
             last_used: session.last_used,
             expires: session.expires,
-            idle_ttl: session.idle_ttl,
+            idle: session.idle_ttl.unwrap_or(NO_IDLE_LIMIT),
             extra,
         }
+    }
+
+    /// The session's idle limit (`sessions.idle_ttl` when it was made), if it has one.
+    pub fn idle_ttl(&self) -> Option<u64> {
+        (self.idle != NO_IDLE_LIMIT).then_some(self.idle)
     }
 
     pub fn device_uuid(&self) -> Option<&str> {
@@ -126,7 +139,7 @@ impl Kept {
     }
 
     pub fn ends_at(&self) -> u64 {
-        super::ends_at(self.expires, self.last_used, self.idle_ttl)
+        super::ends_at(self.expires, self.last_used, self.idle_ttl())
     }
 
     pub fn is_live(&self, now: u64) -> bool {
@@ -141,13 +154,19 @@ pub struct Live {
     pub session: Kept,
     secret_hash: [u8; 32],
     user: Option<Arc<UserParts>>,
-    /// The session id then the session's end, one buffer: the two header values are slices of
-    /// it (one allocation per cached session instead of four).
-    values: Bytes,
-    /// Where the id ends in `values`.
-    id_len: u16,
-    /// Signed `X-Auth-Jwt` values by (audience, signer), with their expiry.
-    assertions: std::sync::Mutex<Vec<Assertion>>,
+    /// The session id, hex (`X-Auth-Session-Id`), kept in the entry itself rather than in a
+    /// buffer of its own (issue #5's memory per cached session).
+    id: [u8; ID_HEX],
+    /// The session's end in decimal digits (`X-Auth-Session-Expires`): the first `end_len`.
+    end: [u8; END_DIGITS],
+    end_len: u8,
+    /// Signed `X-Auth-Jwt` values by (audience, signer), with their expiry; a list is made only
+    /// once a route asks for an assertion, so sessions without one pay a pointer.
+    #[allow(
+        clippy::box_collection,
+        reason = "a boxed list costs an entry 8 bytes, a list 24"
+    )]
+    assertions: std::sync::Mutex<Option<Box<Vec<Assertion>>>>,
     /// With an idle limit: when this instance last recorded a use in the store.
     pub(super) touched: AtomicU64,
     /// The tag of the first token proven (HMAC) against this entry: a hit presenting the same
@@ -160,22 +179,23 @@ impl Live {
     fn new(mut session: Session, users: &Users) -> Option<Live> {
         let secret_hash = parse_hash(&session.secret_hash)?;
         let user = session.user.take().map(|u| users.intern(u));
-        let id = std::mem::take(&mut session.id);
-        let id_len = u16::try_from(id.len()).ok()?;
+        // Session ids are 32 hex digits (a token carries 16 bytes); a record holding anything
+        // else is not usable, like one with a malformed hash.
+        let id: [u8; ID_HEX] = session.id.as_bytes().try_into().ok()?;
         let session = Kept::of(session);
-        let end = session.ends_at().to_string();
-        // Exact capacity: the buffer is kept for the entry's whole life.
-        let mut values = Vec::with_capacity(id.len() + end.len());
-        values.extend_from_slice(id.as_bytes());
-        values.extend_from_slice(end.as_bytes());
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(session.ends_at()).as_bytes();
+        let mut end = [0u8; END_DIGITS];
+        end[..digits.len()].copy_from_slice(digits);
         Some(Live {
             touched: AtomicU64::new(session.last_used),
             session,
             secret_hash,
             user,
-            values: Bytes::from(values),
-            id_len,
-            assertions: std::sync::Mutex::new(Vec::new()),
+            id,
+            end,
+            end_len: digits.len() as u8,
+            assertions: std::sync::Mutex::new(None),
             proven_tag: std::sync::OnceLock::new(),
         })
     }
@@ -195,36 +215,39 @@ impl Live {
 
     /// The session id (hex).
     pub fn id(&self) -> &str {
-        std::str::from_utf8(&self.values[..self.id_len as usize]).unwrap_or_default()
+        std::str::from_utf8(&self.id).unwrap_or_default()
     }
 
     /// user, user id, user uuid, roles, session id, session end — in that order.
     pub fn header_values(&self) -> [HeaderValue; 6] {
         let [u, i, d, r] = self.user.as_ref().map_or(&NO_USER, |p| &p.values);
-        let value = |b: Bytes| HeaderValue::from_maybe_shared(b).unwrap_or(EMPTY);
-        let (id, end) = (..self.id_len as usize, self.id_len as usize..);
+        // Made per call (the general path only; the fast path borrows `header_bytes`).
+        let value = |b: &[u8]| HeaderValue::from_bytes(b).unwrap_or(EMPTY);
         [
             u.clone(),
             i.clone(),
             d.clone(),
             r.clone(),
-            value(self.values.slice(id)),
-            value(self.values.slice(end)),
+            value(&self.id),
+            value(self.end_digits()),
         ]
     }
 
     /// `header_values`, borrowed: no reference counts touched.
     pub fn header_bytes(&self) -> [&[u8]; 6] {
         let [u, i, d, r] = self.user.as_ref().map_or(&NO_USER, |p| &p.values);
-        let id_len = self.id_len as usize;
         [
             u.as_bytes(),
             i.as_bytes(),
             d.as_bytes(),
             r.as_bytes(),
-            &self.values[..id_len],
-            &self.values[id_len..],
+            &self.id,
+            self.end_digits(),
         ]
+    }
+
+    fn end_digits(&self) -> &[u8] {
+        &self.end[..usize::from(self.end_len)]
     }
 
     /// Live and logged in (the user is kept apart from `session`, see `Users`).
@@ -267,6 +290,7 @@ impl Live {
         sign: impl FnOnce() -> Option<(u64, HeaderValue)>,
     ) -> Option<HeaderValue> {
         let mut cached = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = cached.get_or_insert_with(Box::default);
         if let Some(a) = cached.iter().find(|a| a.signer == signer && &*a.aud == aud)
             && a.exp.saturating_sub(now) > min_left
         {
@@ -552,7 +576,7 @@ impl Sessions {
         }
         let now = now();
         Ok(if live.is_active(now) {
-            if live.session.idle_ttl.is_some() {
+            if live.session.idle_ttl().is_some() {
                 self.touch(&live, now).await;
             }
             Found::Active(live)
@@ -674,4 +698,66 @@ pub enum CreateError {
     Token(String),
     #[error(transparent)]
     Store(StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, idle_ttl: Option<u64>) -> Session {
+        Session {
+            id: id.into(),
+            secret_hash: "ab".repeat(32),
+            state: State::Active,
+            user: Some(User {
+                id: 7,
+                username: "ada".into(),
+                uuid: "00000000-0000-4000-8000-000000000007".into(),
+                roles: vec!["admin".into(), "user".into()],
+            }),
+            last_used: 1_000,
+            expires: 5_000,
+            idle_ttl,
+            ..Session::default()
+        }
+    }
+
+    #[test]
+    fn kept_entry_gives_the_record_back() {
+        let users = Users::default();
+        let id = "0123456789abcdef0123456789abcdef";
+        for (idle, end) in [(None, 5_000), (Some(60), 1_060), (Some(u64::MAX - 1), 5_000)] {
+            let live = Live::new(record(id, idle), &users).expect("a usable record");
+            assert_eq!(live.session.idle_ttl(), idle);
+            assert_eq!(live.session.ends_at(), end);
+            assert_eq!(live.id(), id);
+            let end = end.to_string();
+            let want: [&[u8]; 6] = [
+                b"ada",
+                b"7",
+                b"00000000-0000-4000-8000-000000000007",
+                b"admin,user",
+                id.as_bytes(),
+                end.as_bytes(),
+            ];
+            assert_eq!(live.header_bytes(), want);
+            let values = live.header_values();
+            assert_eq!(values.map(|v| v.as_bytes().to_vec()), want.map(<[u8]>::to_vec));
+        }
+        // The largest end there is still fits.
+        let mut forever = record(id, None);
+        forever.expires = u64::MAX;
+        let live = Live::new(forever, &users).expect("a usable record");
+        assert_eq!(live.header_bytes()[5], u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn malformed_records_are_not_cached_as_usable() {
+        let users = Users::default();
+        assert!(Live::new(record("0123456789abcdef", None), &users).is_none());
+        assert!(Live::new(record(&"a".repeat(33), None), &users).is_none());
+        let mut bad_hash = record("0123456789abcdef0123456789abcdef", None);
+        bad_hash.secret_hash = "zz".repeat(32);
+        assert!(Live::new(bad_hash, &users).is_none());
+    }
 }

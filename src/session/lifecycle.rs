@@ -373,7 +373,7 @@ impl Sessions {
     /// shortens the session. Uses are recorded to the second, so a session ends between
     /// `idle_ttl - 1s` and `idle_ttl` after its last use.
     pub(super) async fn touch(&self, live: &Live, now: u64) {
-        let Some(idle) = live.session.idle_ttl else {
+        let Some(idle) = live.session.idle_ttl() else {
             return;
         };
         let every = (idle / 4).max(1);
