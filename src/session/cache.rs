@@ -182,6 +182,9 @@ impl Live {
         // Session ids are 32 hex digits (a token carries 16 bytes); a record holding anything
         // else is not usable, like one with a malformed hash.
         let id: [u8; ID_HEX] = session.id.as_bytes().try_into().ok()?;
+        if !id.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
         let session = Kept::of(session);
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(session.ends_at()).as_bytes();
@@ -290,13 +293,17 @@ impl Live {
         sign: impl FnOnce() -> Option<(u64, HeaderValue)>,
     ) -> Option<HeaderValue> {
         let mut cached = self.assertions.lock().unwrap_or_else(|p| p.into_inner());
-        let cached = cached.get_or_insert_with(Box::default);
-        if let Some(a) = cached.iter().find(|a| a.signer == signer && &*a.aud == aud)
+        if let Some(a) = cached
+            .iter()
+            .flat_map(|list| list.iter())
+            .find(|a| a.signer == signer && &*a.aud == aud)
             && a.exp.saturating_sub(now) > min_left
         {
             return Some(a.value.clone());
         }
         let (exp, value) = sign()?;
+        // The list is made once there is something to keep in it.
+        let cached = cached.get_or_insert_with(Box::default);
         cached.retain(|a| a.signer == signer && &*a.aud != aud);
         cached.push(Assertion {
             aud: aud.into(),
@@ -726,7 +733,12 @@ mod tests {
     fn kept_entry_gives_the_record_back() {
         let users = Users::default();
         let id = "0123456789abcdef0123456789abcdef";
-        for (idle, end) in [(None, 5_000), (Some(60), 1_060), (Some(u64::MAX - 1), 5_000)] {
+        for (idle, end) in [
+            (None, 5_000),
+            (Some(60), 1_060),
+            (Some(0), 1_000),
+            (Some(u64::MAX - 1), 5_000),
+        ] {
             let live = Live::new(record(id, idle), &users).expect("a usable record");
             assert_eq!(live.session.idle_ttl(), idle);
             assert_eq!(live.session.ends_at(), end);
@@ -744,6 +756,9 @@ mod tests {
             let values = live.header_values();
             assert_eq!(values.map(|v| v.as_bytes().to_vec()), want.map(<[u8]>::to_vec));
         }
+        // An idle limit too large to ever end a session reads as none; the end is the same.
+        let live = Live::new(record(id, Some(u64::MAX)), &users).expect("a usable record");
+        assert_eq!((live.session.idle_ttl(), live.session.ends_at()), (None, 5_000));
         // The largest end there is still fits.
         let mut forever = record(id, None);
         forever.expires = u64::MAX;
@@ -756,6 +771,7 @@ mod tests {
         let users = Users::default();
         assert!(Live::new(record("0123456789abcdef", None), &users).is_none());
         assert!(Live::new(record(&"a".repeat(33), None), &users).is_none());
+        assert!(Live::new(record(&"g".repeat(32), None), &users).is_none());
         let mut bad_hash = record("0123456789abcdef0123456789abcdef", None);
         bad_hash.secret_hash = "zz".repeat(32);
         assert!(Live::new(bad_hash, &users).is_none());
