@@ -18,7 +18,7 @@
 use crate::auth::{self, Decision};
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::GatewayError;
-use crate::gateway::{ConnInfo, Route, Worker};
+use crate::gateway::{ConnInfo, Route, Shared, Worker};
 use crate::metrics::{MethodClass, RequestLabels};
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::upstream;
@@ -192,23 +192,17 @@ async fn proxy(
         &route.config.policy,
         presented,
     ));
-    let identity = match decision.await {
-        Decision::Allow(identity) => identity,
-        Decision::Unauthenticated { presented } => {
-            return Err(if auth::is_browser_navigation(&parts.method, &parts.headers) {
-                let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                GatewayError::LoginRedirect(format!(
-                    "{}?rd={}",
-                    shared.api.url("/auth/login"),
-                    auth::encode_component(target)
-                ))
-            } else {
-                GatewayError::Unauthenticated { presented }
-            });
-        }
-        Decision::Forbidden => return Err(GatewayError::Forbidden),
-        Decision::StoreUnavailable => return Err(GatewayError::StoreUnavailable),
+    let navigation = || {
+        let accept = parts.headers.get(header::ACCEPT).map(HeaderValue::as_bytes);
+        auth::is_browser_navigation(parts.method.as_str(), accept)
     };
+    let identity = allowed(
+        shared,
+        decision.await,
+        navigation,
+        parts.uri.path(),
+        parts.uri.query(),
+    )?;
     // A cookie rides along on cross-site requests: unsafe methods from another site are refused.
     if by_cookie
         && identity.is_some()
@@ -289,6 +283,35 @@ async fn proxy(
     }
     headers::sanitize_response(resp.headers_mut(), false);
     Ok(resp.map(|b| ProxyBody::upstream(b, Some(lease))))
+}
+
+/// Phase 4's decision as an answer: the identity an allowed request is forwarded with, or the
+/// error a refused one gets. A browser navigation (asked only then) without a valid credential
+/// is sent to the login page, which brings it back to `path` and `query`. Both paths use it.
+pub fn allowed(
+    shared: &Shared,
+    decision: Decision,
+    navigation: impl FnOnce() -> bool,
+    path: &str,
+    query: Option<&str>,
+) -> Result<Option<auth::Identity>, GatewayError> {
+    match decision {
+        Decision::Allow(identity) => Ok(identity),
+        Decision::Unauthenticated { .. } if navigation() => {
+            let target = match query {
+                Some(q) => Cow::Owned(format!("{path}?{q}")),
+                None => Cow::Borrowed(path),
+            };
+            Err(GatewayError::LoginRedirect(format!(
+                "{}?rd={}",
+                shared.api.url("/auth/login"),
+                auth::encode_component(&target)
+            )))
+        }
+        Decision::Unauthenticated { presented } => Err(GatewayError::Unauthenticated { presented }),
+        Decision::Forbidden => Err(GatewayError::Forbidden),
+        Decision::StoreUnavailable => Err(GatewayError::StoreUnavailable),
+    }
 }
 
 /// The origin-form path sent upstream: the normalized path (minus the prefix with

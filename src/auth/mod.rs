@@ -298,12 +298,12 @@ pub fn cookies_without<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -
     kept
 }
 
-/// A browser navigation: GET or HEAD asking for HTML. These get the login redirect, not a 401.
-pub fn is_browser_navigation(method: &http::Method, headers: &HeaderMap) -> bool {
-    (method == http::Method::GET || method == http::Method::HEAD)
-        && headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
+/// A browser navigation: GET or HEAD whose (first) `Accept` asks for HTML. These get the login
+/// redirect, not a 401.
+pub fn is_browser_navigation(method: &str, accept: Option<&[u8]>) -> bool {
+    matches!(method, "GET" | "HEAD")
+        && accept
+            .and_then(header_text)
             .is_some_and(|a| a.contains("text/html"))
 }
 

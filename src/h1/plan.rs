@@ -6,11 +6,11 @@
 //! gateway's own endpoints, bad paths, unknown routes, bodies over the limit).
 
 use super::request::{self, Additions, Handover};
-use crate::auth::{self, Credential, Decision};
+use crate::auth::{self, Credential};
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Worker};
 use crate::metrics::MethodClass;
-use crate::pipeline::{RequestId, Trace, request_id, upstream_path};
+use crate::pipeline::{RequestId, Trace, allowed, request_id, upstream_path};
 use crate::route;
 
 /// A request the fast path forwards.
@@ -112,36 +112,12 @@ pub async fn plan(
         trace,
         refuse: None,
     };
-    // Refusals are answered here, as `pipeline` answers them.
-    let identity = match decision.await {
-        Decision::Allow(identity) => identity,
-        Decision::Unauthenticated { presented } => {
-            let navigation = matches!(seen.method, "GET" | "HEAD")
-                && seen
-                    .accept
-                    .and_then(auth::header_text)
-                    .is_some_and(|a| a.contains("text/html"));
-            plan.refuse = Some(if navigation {
-                let target = match seen.query {
-                    Some(q) => format!("{}?{q}", seen.path),
-                    None => seen.path.to_string(),
-                };
-                GatewayError::LoginRedirect(format!(
-                    "{}?rd={}",
-                    shared.api.url("/auth/login"),
-                    auth::encode_component(&target)
-                ))
-            } else {
-                GatewayError::Unauthenticated { presented }
-            });
-            return Ok(plan);
-        }
-        Decision::Forbidden => {
-            plan.refuse = Some(GatewayError::Forbidden);
-            return Ok(plan);
-        }
-        Decision::StoreUnavailable => {
-            plan.refuse = Some(GatewayError::StoreUnavailable);
+    // Refusals are answered here, with what `pipeline` answers them.
+    let navigation = || auth::is_browser_navigation(seen.method, seen.accept);
+    let identity = match allowed(shared, decision.await, navigation, seen.path, seen.query) {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            plan.refuse = Some(refusal);
             return Ok(plan);
         }
     };
