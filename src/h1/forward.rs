@@ -170,9 +170,7 @@ async fn connect(
     now: Instant,
     target: &mut Option<usize>,
 ) -> Result<(Stream, bool), Failure> {
-    let first = upstreams.pick(None);
-    let mut next = first;
-    for attempt in 0..2 {
+    for next in upstreams.order() {
         *target = Some(next);
         if let Some(pooled) = worker.streams.take(route, next, now) {
             return Ok((pooled, true));
@@ -184,10 +182,6 @@ async fn connect(
                 upstreams.mark_down(next);
             }
         }
-        if attempt == 1 || upstreams.len() < 2 {
-            break;
-        }
-        next = upstreams.pick(Some(first));
     }
     Err(Failure::Upstream)
 }

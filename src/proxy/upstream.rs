@@ -118,6 +118,15 @@ impl Upstreams {
             })
     }
 
+    /// The targets one request tries, in order: a `pick`, then, when there is another target,
+    /// one more chosen only if asked for (after the first could not be reached and was marked
+    /// down, so the choice avoids it). Both paths retry by it.
+    pub fn order(&self) -> impl Iterator<Item = usize> + '_ {
+        let first = self.pick(None);
+        let others = usize::from(self.len() > 1);
+        std::iter::once(first).chain((0..others).map(move |_| self.pick(Some(first))))
+    }
+
     pub fn mark_down(&self, i: usize) {
         let until = now_ms() + self.cooldown.as_millis() as u64;
         self.target(i).down_until_ms.store(until, Ordering::Relaxed);
@@ -231,43 +240,29 @@ pub async fn send(
     mut req: Request<UpstreamBody>,
 ) -> Sent {
     *req.version_mut() = Version::HTTP_11;
-    let first = upstreams.pick(None);
-    let outcome = match tokio::time::timeout(timeout, attempt(pool, route_index, upstreams, first, req)).await
-    {
-        Err(_) => return timed_out(first),
-        Ok(outcome) => outcome,
-    };
-    match outcome {
-        Ok(sent) => ok(pool, route_index, first, sent),
-        Err(Failure::Other(e)) => Sent {
-            result: Err(e),
-            target: first,
-        },
-        Err(Failure::Connect(req)) => {
-            upstreams.mark_down(first);
-            if upstreams.len() < 2 {
+    // Each target tried gets the whole `timeout`; one that cannot be reached hands the unsent
+    // request back for the next.
+    let mut tried = 0;
+    for i in upstreams.order() {
+        tried = i;
+        match tokio::time::timeout(timeout, attempt(pool, route_index, upstreams, i, req)).await {
+            Err(_) => return timed_out(i),
+            Ok(Ok(sent)) => return ok(pool, route_index, i, sent),
+            Ok(Err(Failure::Other(e))) => {
                 return Sent {
-                    result: Err(GatewayError::UpstreamUnavailable),
-                    target: first,
+                    result: Err(e),
+                    target: i,
                 };
             }
-            let second = upstreams.pick(Some(first));
-            match tokio::time::timeout(timeout, attempt(pool, route_index, upstreams, second, *req)).await {
-                Err(_) => timed_out(second),
-                Ok(Ok(sent)) => ok(pool, route_index, second, sent),
-                Ok(Err(Failure::Other(e))) => Sent {
-                    result: Err(e),
-                    target: second,
-                },
-                Ok(Err(Failure::Connect(_))) => {
-                    upstreams.mark_down(second);
-                    Sent {
-                        result: Err(GatewayError::UpstreamUnavailable),
-                        target: second,
-                    }
-                }
+            Ok(Err(Failure::Connect(unsent))) => {
+                upstreams.mark_down(i);
+                req = *unsent;
             }
         }
+    }
+    Sent {
+        result: Err(GatewayError::UpstreamUnavailable),
+        target: tried,
     }
 }
 
