@@ -115,10 +115,24 @@ pub fn credential<'a>(
     headers: &'a HeaderMap,
     cookie_name: &str,
 ) -> Result<Option<Credential<'a>>, Oversized> {
-    if let Some(t) = bearer(headers)? {
+    credential_in(
+        headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes),
+        headers.get_all(header::COOKIE).iter().map(HeaderValue::as_bytes),
+        cookie_name,
+    )
+}
+
+/// `credential` from raw values: the (first) `Authorization` value and the `Cookie` values,
+/// read only when there is no bearer token.
+pub fn credential_in<'a>(
+    authorization: Option<&'a [u8]>,
+    cookies: impl Iterator<Item = &'a [u8]>,
+    cookie_name: &str,
+) -> Result<Option<Credential<'a>>, Oversized> {
+    if let Some(t) = bearer_in(authorization)? {
         return Ok(Some(Credential::Bearer(t)));
     }
-    Ok(cookie(headers, cookie_name)?.map(Credential::Cookie))
+    Ok(cookie_in(cookies, cookie_name)?.map(Credential::Cookie))
 }
 
 /// Who a request is, once proven.

@@ -68,14 +68,7 @@ pub async fn plan(
 
     // 4. authenticate and authorize
     let cookie_name = crate::api::cookie_name(shared, conn);
-    let presented = match auth::bearer_in(seen.authorization) {
-        Ok(Some(token)) => Ok(Some(Credential::Bearer(token))),
-        Ok(None) if seen.has_cookie => {
-            auth::cookie_in(seen.cookies(req), cookie_name).map(|c| c.map(Credential::Cookie))
-        }
-        Ok(None) => Ok(None),
-        Err(oversized) => Err(oversized),
-    };
+    let presented = auth::credential_in(seen.authorization, seen.cookies(req), cookie_name);
     let by_cookie = matches!(presented, Ok(Some(Credential::Cookie(_))));
     let decision = Box::pin(auth::decide(
         &shared.sessions,
