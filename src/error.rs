@@ -9,6 +9,16 @@ use http::{HeaderValue, Response, StatusCode, header};
 pub enum GatewayError {
     #[error("{0}")]
     BadPath(&'static str),
+    /// A request whose framing or head the gateway will not forward (RFC 9112: 400).
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// `CONNECT`: the gateway is not a forward proxy.
+    #[error("CONNECT is not served: this is not a forward proxy")]
+    Connect,
+    #[error("the only expectation served is a single 100-continue")]
+    ExpectationFailed,
+    #[error("only the chunked transfer coding is accepted on requests")]
+    UnsupportedCoding,
     #[error("no route matches this host and path")]
     NoRoute,
     #[error("the request body is larger than this route allows")]
@@ -33,7 +43,10 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadPath(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadPath(_) | GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::Connect => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::ExpectationFailed => StatusCode::EXPECTATION_FAILED,
+            GatewayError::UnsupportedCoding => StatusCode::NOT_IMPLEMENTED,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -48,6 +61,10 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::BadPath(_) => "bad_path",
+            GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::Connect => "method_not_allowed",
+            GatewayError::ExpectationFailed => "expectation_failed",
+            GatewayError::UnsupportedCoding => "unsupported_transfer_coding",
             GatewayError::NoRoute => "no_route",
             GatewayError::BodyTooLarge => "body_too_large",
             GatewayError::UpstreamUnavailable => "upstream_unavailable",
@@ -59,6 +76,15 @@ impl GatewayError {
             GatewayError::StoreUnavailable => "session_store_unavailable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
         }
+    }
+
+    /// An HTTP/1.1 connection closes after this answer: what follows the request cannot be
+    /// trusted to start a new one (a `CONNECT`, a head the gateway refused to read on).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Connect | GatewayError::BadRequest(_) | GatewayError::UnsupportedCoding
+        )
     }
 
     pub fn into_response(self) -> Response<ProxyBody> {
@@ -76,6 +102,12 @@ impl GatewayError {
                 if let Ok(v) = HeaderValue::from_str(location) {
                     resp.headers_mut().insert(header::LOCATION, v);
                 }
+            }
+            GatewayError::Connect => {
+                resp.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                );
             }
             _ => {}
         }

@@ -16,10 +16,11 @@
 //! Every error on the way is a `GatewayError`, turned into a JSON response in one place.
 
 use crate::auth::{self, Decision};
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::{ProxyBody, Started, UpstreamBody};
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Route, Shared, Worker};
 use crate::metrics::{MethodClass, RequestLabels};
+use crate::proxy::framing;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::upstream;
 use crate::route;
@@ -52,10 +53,19 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
     );
     let request_id_value = request_id.header_value();
     let method = req.method().clone();
+    let http1 = req.version() < Version::HTTP_2;
     let mut trace = Trace::default();
     let mut resp = match proxy(worker, req, conn, trusted, &request_id_value, &mut trace).await {
         Ok(resp) => resp,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let close = http1 && e.closes_connection();
+            let mut resp = e.into_response();
+            if close {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
+        }
     };
     resp.headers_mut().insert(X_REQUEST_ID, request_id_value);
     let elapsed = started.elapsed();
@@ -129,8 +139,10 @@ async fn proxy(
 ) -> Result<Response<ProxyBody>, GatewayError> {
     let (mut parts, body) = req.into_parts();
     let shared = &worker.shared;
+    let head_request = parts.method == http::Method::HEAD;
 
-    // 1. route (the gateway's own endpoints first)
+    // 1. route (what no route may see first: SPEC §1.10; then the gateway's own endpoints)
+    check_head(&parts)?;
     let path = route::normalize_path(parts.uri.path()).map_err(|e| GatewayError::BadPath(e.message()))?;
     if shared.access_log {
         trace.path = Some(path.to_string());
@@ -160,18 +172,33 @@ async fn proxy(
     // 2. frame
     // (hyper already settled TE + CL: Content-Length is dropped, the body is read as chunked and
     // the connection closed after the answer, so nothing is forwarded ambiguously.)
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = match parts.headers.get(header::CONTENT_LENGTH) {
+        Some(v) => framing::content_length(v.as_bytes()),
+        None => None,
+    };
     if declared.is_some_and(|n| n > route.config.max_body) {
         return Err(GatewayError::BodyTooLarge);
     }
-    let upgrade = if parts.version == Version::HTTP_11 {
-        headers::upgrade_request(&parts.headers)
-    } else {
-        None
+    if let Some(n) = declared {
+        // As the fast path writes it: one value, no leading zeros.
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    let upgrade = match parts.version {
+        Version::HTTP_11 => framing::tunnel(
+            parts
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            parts
+                .headers
+                .get_all(header::UPGRADE)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            &route.config.upgrades,
+        )
+        .and_then(|p| HeaderValue::from_str(p).ok()),
+        _ => None,
     };
     let client_upgrade = upgrade
         .as_ref()
@@ -247,8 +274,8 @@ async fn proxy(
             parts.headers.remove(header::HOST);
         }
     }
-    if let Some(proto) = upgrade {
-        parts.headers.insert(header::UPGRADE, proto);
+    if let Some(proto) = &upgrade {
+        parts.headers.insert(header::UPGRADE, proto.clone());
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -270,19 +297,77 @@ async fn proxy(
     trace.target = Some(sent.target);
     route.upstream_duration.observe(sending.elapsed().as_secs_f64());
     let (mut resp, lease) = sent.result?;
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching {
+    let target = route.upstreams.target(sent.target);
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // The upstream connection becomes the tunnel; it never returns to the pool.
         drop(lease);
+        let answered = resp.headers().get(header::UPGRADE).map(HeaderValue::as_bytes);
+        let switched = upgrade
+            .as_ref()
+            .is_some_and(|u| framing::switched_to(u.to_str().unwrap_or(""), answered));
         match client_upgrade {
-            Some(client_side) => tunnel(client_side, hyper::upgrade::on(&mut resp)),
-            None => return Err(GatewayError::UpstreamUnavailable),
+            Some(client_side) if switched => tunnel(client_side, hyper::upgrade::on(&mut resp)),
+            _ => {
+                tracing::warn!(upstream = %target.label, error = "101 to another protocol than asked, or unasked", "upstream response refused");
+                return Err(GatewayError::UpstreamUnavailable);
+            }
         }
         headers::sanitize_response(resp.headers_mut(), true);
-        return Ok(resp.map(|b| ProxyBody::upstream(b, None)));
+        return Ok(resp.map(|_| ProxyBody::empty()));
     }
+    let http11 = resp.version() == Version::HTTP_11;
+    let status = resp.status().as_u16();
+    let reusable = match framing::frame_response(resp.headers_mut(), status, http11, head_request) {
+        Ok(reusable) => reusable,
+        Err(why) => {
+            tracing::warn!(upstream = %target.label, error = why.0, "upstream response refused");
+            return Err(GatewayError::UpstreamUnavailable);
+        }
+    };
     headers::sanitize_response(resp.headers_mut(), false);
-    Ok(resp.map(|b| ProxyBody::upstream(b, Some(lease))))
+    let (head, incoming) = resp.into_parts();
+    match ProxyBody::upstream(incoming, reusable.then_some(lease), route.config.timeout) {
+        Started::Body(body) => Ok(Response::from_parts(head, body)),
+        Started::Broken(e) => {
+            tracing::warn!(upstream = %target.label, error = %e, "upstream response body refused");
+            Err(GatewayError::UpstreamUnavailable)
+        }
+    }
+}
+
+/// What the gateway refuses before routing, on both HTTP/1.1 paths (SPEC §1.10): `CONNECT`
+/// (405), an HTTP/1.1 request without exactly one valid `Host` (an HTTP/1.0 one may have none),
+/// a transfer coding other than `chunked` (501), an expectation other than one `100-continue`
+/// (417; HTTP/1.0's are ignored, RFC 9110 §10.1.1). The fast path hands every such request
+/// here. (hyper's server answers a `100-continue` itself when the body is first read: after
+/// authorization, as the request goes upstream.)
+pub(crate) fn check_head(parts: &http::request::Parts) -> Result<(), GatewayError> {
+    if parts.method == http::Method::CONNECT {
+        return Err(GatewayError::Connect);
+    }
+    let values =
+        |name: header::HeaderName| parts.headers.get_all(name).into_iter().map(HeaderValue::as_bytes);
+    let http10 = matches!(parts.version, Version::HTTP_10 | Version::HTTP_09);
+    if parts.version == Version::HTTP_11 || (http10 && parts.headers.contains_key(header::HOST)) {
+        framing::single_host(values(header::HOST)).map_err(GatewayError::BadRequest)?;
+    }
+    // An absolute-form target (or HTTP/2's `:authority`) is the host routed by and forwarded.
+    if let Some(authority) = parts.uri.authority()
+        && framing::valid_host(authority.as_str().as_bytes()).is_none()
+    {
+        return Err(GatewayError::BadRequest(
+            "the request target's authority is not a valid host name and port",
+        ));
+    }
+    if parts.headers.contains_key(header::TRANSFER_ENCODING)
+        && !framing::request_codings_ok(values(header::TRANSFER_ENCODING))
+    {
+        return Err(GatewayError::UnsupportedCoding);
+    }
+    if !http10 && framing::expectation(values(header::EXPECT)) == framing::Expectation::Unsupported {
+        return Err(GatewayError::ExpectationFailed);
+    }
+    Ok(())
 }
 
 /// Phase 4's decision as an answer: the identity an allowed request is forwarded with, or the

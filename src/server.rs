@@ -87,6 +87,8 @@ pub fn run_worker(
         let ctx = Arc::new(ConnCtx {
             worker,
             registry: Registry::default(),
+            http1_builder: http1_builder(&settings),
+            http2_builder: builder.clone().http2_only(),
             builder,
             settings: settings.clone(),
             cancel: cancel.clone(),
@@ -128,9 +130,26 @@ pub fn run_worker(
 struct ConnCtx {
     worker: Arc<WorkerCell>,
     registry: Registry,
+    /// HTTP/1.1 or HTTP/2 by the connection's first bytes (the plain listener).
     builder: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 only: a TLS connection that negotiated it, or one that served HTTP/1.1 already.
+    http1_builder: hyper::server::conn::http1::Builder,
+    /// HTTP/2 only: a TLS connection that negotiated `h2`.
+    http2_builder: auto::Builder<TokioExecutor>,
     settings: ConnSettings,
     cancel: CancellationToken,
+}
+
+/// hyper's HTTP/1 server alone, set as `http_builder`'s HTTP/1 half.
+fn http1_builder(s: &ConnSettings) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .writev(false)
+        .keep_alive(true);
+    builder
 }
 
 fn http_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
@@ -188,7 +207,12 @@ async fn accept_loop(
                             };
                             let _open =
                                 OpenConnection::new(&ctx.worker.get().shared.metrics, "tls", protocol);
-                            serve(tls_stream, ConnInfo::new(peer, true), &ctx, protocol != "h2").await
+                            let version = if protocol == "h2" {
+                                Version::H2
+                            } else {
+                                Version::H1
+                            };
+                            serve(tls_stream, ConnInfo::new(peer, true), &ctx, version).await
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -197,7 +221,7 @@ async fn accept_loop(
                 None => {
                     // Plain connections may speak HTTP/1.1 or h2c; hyper tells them apart later.
                     let _open = OpenConnection::new(&ctx.worker.get().shared.metrics, "http", "http");
-                    serve(stream, ConnInfo::new(peer, false), &ctx, true).await
+                    serve(stream, ConnInfo::new(peer, false), &ctx, Version::Either).await
                 }
             }
         });
@@ -214,25 +238,46 @@ struct ConnState {
     started: AtomicBool,
 }
 
-/// Serves a connection: HTTP/1.1 on the fast path while it can (`http1`), then hyper.
-async fn serve<IO>(io: IO, conn: ConnInfo, ctx: &ConnCtx, http1: bool)
+/// The HTTP versions a connection may speak.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// TLS with ALPN `http/1.1` (or none).
+    H1,
+    /// TLS with ALPN `h2`.
+    H2,
+    /// The plain listener: HTTP/1.1, or HTTP/2 with prior knowledge.
+    Either,
+}
+
+/// Serves a connection: HTTP/1.1 on the fast path while it can, then hyper.
+async fn serve<IO>(io: IO, conn: ConnInfo, ctx: &ConnCtx, mut version: Version)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let registered = ctx.registry.register(&ctx.cancel);
     let watch = registered.watch.clone();
     let io = ActivityIo::new(io, watch.clone());
-    let (io, replay) = if http1 && ctx.settings.http1_fast_path {
+    let (io, replay) = if version != Version::H2 && ctx.settings.http1_fast_path {
         let limits = h1::Limits {
             header_read_timeout: ctx.settings.header_read_timeout,
             max_header_bytes: ctx.settings.max_header_bytes,
         };
         match h1::serve(io, &conn, &ctx.worker, &watch, &limits).await {
             h1::Ended::Closed => return,
-            h1::Ended::Handover(io, replay) => (io, replay),
+            h1::Ended::Handover(io, replay, served) => {
+                if served {
+                    version = Version::H1;
+                }
+                (io, replay)
+            }
         }
     } else {
         (io, Vec::new())
+    };
+    let builder = match version {
+        Version::H1 => None,
+        Version::H2 => Some(&ctx.http2_builder),
+        Version::Either => Some(&ctx.builder),
     };
     // A request the fast path read and handed over is answered even if shutdown has begun:
     // the graceful close waits for hyper to have started on it.
@@ -255,21 +300,47 @@ where
             Ok::<_, Infallible>(pipeline::handle(&worker, req, &state.info).await)
         }
     });
-    let connection = ctx.builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(connection);
-    let mut closing = false;
-    let result = std::future::poll_fn(|cx| {
-        if !closing
-            && watch.should_close(cx.waker())
-            && (!handed_over || started.started.load(Ordering::Relaxed))
-        {
-            closing = true;
-            connection.as_mut().graceful_shutdown();
+    // A graceful close waits for hyper to have started on a request handed to it.
+    let may_close = || !handed_over || started.started.load(Ordering::Relaxed);
+    let result = match builder {
+        // hyper-util's auto builder would still take an HTTP/2 preface: hyper's own HTTP/1.
+        None => {
+            let connection = ctx.http1_builder.serve_connection(io, service).with_upgrades();
+            drive(connection, |c| c.graceful_shutdown(), &watch, may_close)
+                .await
+                .map_err(|e| e.to_string())
         }
-        connection.as_mut().poll(cx)
-    })
-    .await;
+        Some(builder) => {
+            let connection = builder.serve_connection_with_upgrades(io, service);
+            drive(connection, |c| c.graceful_shutdown(), &watch, may_close)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Runs a hyper connection until it ends; once the connection is asked to close (idle,
+/// shutdown) and `may_close` agrees, it finishes gracefully.
+async fn drive<F, E>(
+    connection: F,
+    graceful: fn(std::pin::Pin<&mut F>),
+    watch: &ConnWatch,
+    may_close: impl Fn() -> bool,
+) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(connection);
+    let mut closing = false;
+    std::future::poll_fn(|cx| {
+        if !closing && watch.should_close(cx.waker()) && may_close() {
+            closing = true;
+            graceful(connection.as_mut());
+        }
+        connection.as_mut().poll(cx)
+    })
+    .await
 }

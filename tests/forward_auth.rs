@@ -34,8 +34,9 @@ impl Drop for Nginx {
 #[tokio::test]
 async fn nginx_auth_request_with_the_readme_config() {
     let (up, _stop) = upstream::whoami().await;
+    // nginx connects from 127.0.0.1: the README says to list it as a trusted proxy.
     let gw = Gateway::start(
-        &(base_toml()
+        &(trusting_loopback()
             + USERS
             + &route("app", "/", &[up], "").replace("policy = \"public\"", "policy = \"authenticated\"")
             + &route("admin", "/admin", &[up], "roles = [\"admin\"]")
@@ -85,15 +86,18 @@ async fn nginx_auth_request_with_the_readme_config() {
     gw.stop().await;
 }
 
+/// `base_toml()` with this machine's loopback clients as trusted proxies.
+fn trusting_loopback() -> String {
+    base_toml().replace("workers = 1", "workers = 1\ntrusted_proxies = [\"127.0.0.1/32\"]")
+}
+
 #[tokio::test]
 async fn verify_directly_and_log_out_everywhere() {
     let (up, _stop) = upstream::whoami().await;
-    let gw = Gateway::start(
-        &(base_toml()
-            + USERS
-            + &route("open", "/open", &[up], "")
-            + &route("app", "/", &[up], "").replace("policy = \"public\"", "policy = \"authenticated\"")),
-    );
+    let routes = route("open", "/open", &[up], "")
+        + &route("app", "/", &[up], "").replace("policy = \"public\"", "policy = \"authenticated\"");
+    let gw = Gateway::start(&(trusting_loopback() + USERS + &routes));
+    let untrusting = Gateway::start(&(base_toml() + USERS + &routes));
     let tokens = mint(gw.admin, "alice", 3).await;
     let verify = |uri: &str, token: Option<&str>| {
         let auth = token
@@ -117,6 +121,21 @@ async fn verify_directly_and_log_out_everywhere() {
         status_of(&get_raw(gw.http, "/auth/verify", &verify("/../etc", None)).await),
         400
     );
+    // From a peer that is not a trusted proxy, X-Forwarded-* choose nothing: a valid session
+    // is required whatever route they name (SPEC §2.5).
+    for uri in ["/open/page", "/../etc"] {
+        let resp = get_raw(untrusting.http, "/auth/verify", &verify(uri, None)).await;
+        assert_eq!(status_of(&resp), 401, "{uri}: {resp}");
+    }
+    let theirs = mint(untrusting.admin, "alice", 1).await.remove(0);
+    let resp = get_raw(
+        untrusting.http,
+        "/auth/verify",
+        &verify("/open/page", Some(&theirs)),
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    untrusting.stop().await;
 
     let listed = json_of(&get_with_token(gw.http, "/sessions", &tokens[1]).await);
     let sessions = listed["sessions"].as_array().unwrap();

@@ -76,27 +76,33 @@ fn local_user_json(user: &crate::session::User) -> String {
 /// Whether a browser says this request comes from another site (`host`: the request's
 /// authority, from `Host` or HTTP/2's `:authority`).
 pub fn cross_site(headers: &HeaderMap, host: Option<&str>) -> bool {
-    let fetch_cross_site = headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
-    cross_site_by(
-        fetch_cross_site,
-        headers.get(header::ORIGIN).map(HeaderValue::as_bytes),
-        host,
-    )
+    cross_site_in(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), host)
 }
 
-/// `cross_site` from what the request says: `Sec-Fetch-Site: cross-site`, its `Origin`, its host.
-pub fn cross_site_by(fetch_cross_site: bool, origin: Option<&[u8]>, host: Option<&str>) -> bool {
-    if fetch_cross_site {
-        return true;
-    }
-    let Some(origin) = origin.and_then(crate::auth::header_text) else {
-        return false;
-    };
+/// `cross_site` over a request's header lines, as both proxy paths hold them: any
+/// `Sec-Fetch-Site: cross-site`, or any `Origin` that is `null`, not text, or another host.
+/// Every line counts, so a second line cannot hide the first.
+pub fn cross_site_in<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>, host: Option<&str>) -> bool {
     let host = host.unwrap_or("");
-    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
+    let mut origin_cross = false;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("sec-fetch-site")
+            && value.trim_ascii().eq_ignore_ascii_case(b"cross-site")
+        {
+            return true;
+        }
+        if name.eq_ignore_ascii_case("origin") {
+            origin_cross |= match crate::auth::header_text(value) {
+                Some(origin) => {
+                    let origin = origin.trim();
+                    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
+                    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
+                }
+                None => true,
+            };
+        }
+    }
+    origin_cross
 }
 
 /// The live session behind the request's credential, or the reason there is none.

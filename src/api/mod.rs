@@ -13,7 +13,7 @@ mod service;
 mod status;
 mod verify;
 
-pub use cookie::{cookie_name, cross_site, cross_site_by};
+pub use cookie::{cookie_name, cross_site, cross_site_in};
 
 use crate::auth::password::Passwords;
 use crate::auth::ratelimit::RateLimit;

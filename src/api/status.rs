@@ -14,7 +14,6 @@ use crate::auth;
 use crate::body::ProxyBody;
 use crate::error::json_error;
 use crate::gateway::{ConnInfo, Shared};
-use crate::proxy::headers::upgrade_request;
 use crate::session::cache::{Found, Sessions};
 use crate::session::{now, token};
 use futures_util::{SinkExt, StreamExt};
@@ -48,8 +47,19 @@ impl Drop for Open {
 
 /// Accepts the upgrade and hands the socket to its own task.
 pub fn socket(shared: &Shared, _conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    let values = |name| {
+        req.headers()
+            .get_all(name)
+            .into_iter()
+            .map(http::HeaderValue::as_bytes)
+    };
     let is_websocket = req.version() == Version::HTTP_11
-        && upgrade_request(req.headers()).is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        && crate::proxy::framing::tunnel(
+            values(http::header::CONNECTION),
+            values(http::header::UPGRADE),
+            &["websocket"],
+        )
+        .is_some();
     let key = req.headers().get("sec-websocket-key").cloned();
     let (true, Some(key)) = (is_websocket, key) else {
         return json_error(

@@ -1,10 +1,11 @@
 //! Forward authentication and the caller's own sessions (SPEC §2.5).
 //! - `GET /auth/verify`: for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz
 //!   (HTTP). The route — and so the policy — is found from `X-Forwarded-Host` and
-//!   `X-Forwarded-Uri` (no matching route: `authenticated`); the credential is the request's
-//!   own. 200 with the identity headers, or 401 / 403 (503 when the store is down). The
-//!   forwarded headers only choose which policy applies to the caller's own credential, so
-//!   they are read from any peer.
+//!   `X-Forwarded-Uri`, **only when the caller is in `server.trusted_proxies`** (no matching
+//!   route: `authenticated`); from anyone else they are ignored and the strictest answer
+//!   applies: a valid session is required, whatever route they name (a public route's
+//!   policy would otherwise let anyone pass). The credential is the request's own. 200 with
+//!   the identity headers, or 401 / 403 (503 when the store is down).
 //! - `GET /sessions`: the caller's sessions; `DELETE /sessions`: log out everywhere.
 
 use super::cookie::cookie_name;
@@ -25,21 +26,25 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `GET /auth/verify`.
 pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     let h = req.headers();
-    let host = header(h, "x-forwarded-host")
-        .or_else(|| header(h, "host"))
-        .map(route::host_of)
-        .unwrap_or_default();
-    let uri = header(h, "x-forwarded-uri").unwrap_or("/");
-    let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
-    let path = match route::normalize_path(raw_path) {
-        Ok(p) => p,
-        Err(e) => return GatewayError::BadPath(e.message()).into_response(),
+    let found = if shared.is_trusted(conn.peer.ip()) {
+        let host = header(h, "x-forwarded-host")
+            .or_else(|| header(h, "host"))
+            .map(route::host_of)
+            .unwrap_or_default();
+        let uri = header(h, "x-forwarded-uri").unwrap_or("/");
+        let raw_path = uri.split(['?', '#']).next().unwrap_or("/");
+        let path = match route::normalize_path(raw_path) {
+            Ok(p) => p,
+            Err(e) => return GatewayError::BadPath(e.message()).into_response(),
+        };
+        shared
+            .routes
+            .table
+            .find(&host, &path)
+            .map(|i| (i, &shared.routes.routes[i]))
+    } else {
+        None
     };
-    let found = shared
-        .routes
-        .table
-        .find(&host, &path)
-        .map(|i| (i, &shared.routes.routes[i]));
     let policy = found.map_or(&Policy::Authenticated, |(_, r)| &r.config.policy);
     let presented = auth::credential(h, cookie_name(shared, conn));
     match Box::pin(auth::decide(

@@ -212,6 +212,8 @@ pub struct RouteConfig {
     pub cooldown: Duration,
     /// TLS settings for `https://` upstreams (system roots, or `upstream_ca`).
     pub upstream_tls: Arc<rustls::ClientConfig>,
+    /// `Upgrade` protocols tunnelled after auth (lower-case tokens); any other is removed.
+    pub upgrades: Vec<String>,
 }
 
 impl Config {
@@ -723,6 +725,7 @@ fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError
         .map_err(|e| ConfigError::new(format!("{key}.max_body"), e))?;
     let upstream_tls = tls::client_config(r.upstream_ca.as_deref().map(|p| resolve(base, p)).as_deref())
         .map_err(|e| ConfigError::new(format!("{key}.upstream_ca"), e))?;
+    let upgrades = upgrades(&format!("{key}.upgrades"), &r.upgrades)?;
     Ok(RouteConfig {
         name: r.name,
         host,
@@ -732,12 +735,42 @@ fn route(key: &str, r: RawRoute, base: &Path) -> Result<RouteConfig, ConfigError
         strip_prefix: r.strip_prefix,
         forward_credentials: r.forward_credentials,
         preserve_host: r.preserve_host,
+        upgrades,
         max_body,
         timeout: positive(&format!("{key}.timeout"), &r.timeout)?,
         connect_timeout: positive(&format!("{key}.connect_timeout"), &r.connect_timeout)?,
         cooldown: duration(&format!("{key}.cooldown"), &r.cooldown)?,
         upstream_tls: Arc::new(upstream_tls),
     })
+}
+
+/// A route's `upgrades`: protocol tokens (`websocket`, `foo/2`), lower-cased. `h2c` is refused:
+/// after its 101 every request on the connection would be HTTP/2 the gateway never sees.
+fn upgrades(key: &str, list: &[String]) -> Result<Vec<String>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let token = |t: &str| !t.is_empty() && t.bytes().all(crate::proxy::framing::is_tchar);
+            let ok = match p.split_once('/') {
+                Some((name, version)) => token(name) && token(version),
+                None => token(p),
+            };
+            let lower = p.to_ascii_lowercase();
+            if !ok {
+                Err(ConfigError::new(
+                    format!("{key}[{i}]"),
+                    format!("\"{p}\" is not an Upgrade protocol name (a token, maybe /version)"),
+                ))
+            } else if lower == "h2c" || lower.starts_with("http/") {
+                Err(ConfigError::new(
+                    format!("{key}[{i}]"),
+                    format!("\"{p}\" cannot be tunnelled: the gateway would not see the requests inside it"),
+                ))
+            } else {
+                Ok(lower)
+            }
+        })
+        .collect()
 }
 
 fn resolve(base: &Path, path: &str) -> PathBuf {

@@ -321,6 +321,12 @@ pub struct RawRoute {
     #[serde(default = "default_cooldown")]
     pub cooldown: String,
     pub upstream_ca: Option<String>,
+    #[serde(default = "default_upgrades")]
+    pub upgrades: Vec<String>,
+}
+
+fn default_upgrades() -> Vec<String> {
+    vec!["websocket".into()]
 }
 
 fn default_prefix() -> String {

@@ -18,6 +18,7 @@ use super::response::{self, Extra, Framing, Parsed};
 use super::{Buffers, Step, read_client};
 use crate::error::GatewayError;
 use crate::gateway::Worker;
+use crate::proxy::framing::MAX_RESPONSE_READ;
 use crate::proxy::stream::Stream;
 use crate::proxy::upstream::Upstreams;
 use crate::watch::ConnWatch;
@@ -27,8 +28,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A body at most this large, when it is all here, goes out in the same write as the head.
 const INLINE_BODY: u64 = 16 * 1024;
-/// The largest response head read from an upstream.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// The status logged when the client went away before its request was answered (nginx's).
 const CLIENT_GONE: u16 = 499;
 
@@ -64,6 +63,19 @@ where
 {
     let route = &worker.shared.routes.routes[plan.route];
     let sending = Instant::now();
+    // `Expect: 100-continue` is the gateway's to answer, now that the request is authorized
+    // (it is never forwarded); a client that sent its body already needs no answer.
+    if plan.expect_continue && (b.pending().len() as u64) < b.body_left {
+        let sent = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_ok() && io.flush().await.is_ok();
+        if !sent {
+            return Answered {
+                status: CLIENT_GONE,
+                target: None,
+                step: Step::Close,
+                head_at: Instant::now(),
+            };
+        }
+    }
     // The target being tried, known even when the timeout drops the exchange.
     let mut target = None;
     let exchanged = tokio::time::timeout(
@@ -239,7 +251,7 @@ where
                     }
                 }
             }
-            if b.upstream.len() >= MAX_RESPONSE_HEAD {
+            if b.upstream.len() >= MAX_RESPONSE_READ {
                 return Err(Failure::Bad("response head too large"));
             }
             b.upstream.reserve(8192);
@@ -324,6 +336,7 @@ async fn relay<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    let idle = worker.shared.routes.routes[plan.route].config.timeout;
     let mut reusable = head.reusable;
     let mut clean = true;
     let mut read_more = false;
@@ -347,7 +360,7 @@ where
             let mut left = n - now as u64;
             while left > 0 {
                 read_more = true;
-                let Some(got) = read_upstream(io, b, &mut up, &mut sending).await else {
+                let Some(got) = read_upstream(io, b, &mut up, &mut sending, idle).await else {
                     clean = false;
                     break;
                 };
@@ -376,7 +389,7 @@ where
             }
             while !chunks.is_done() {
                 read_more = true;
-                let Some(got) = read_upstream(io, b, &mut up, &mut sending).await else {
+                let Some(got) = read_upstream(io, b, &mut up, &mut sending, idle).await else {
                     clean = false;
                     break;
                 };
@@ -405,7 +418,7 @@ where
             if io.write_all(&b.out).await.is_err() {
                 return (head.status, Step::Close);
             }
-            while let Some(got) = read_upstream(io, b, &mut up, &mut sending).await {
+            while let Some(got) = read_upstream(io, b, &mut up, &mut sending, idle).await {
                 b.out.clear();
                 chunk_into(&mut b.out, &b.upstream[..got]);
                 if io.write_all(&b.out).await.is_err() {
@@ -450,11 +463,17 @@ fn chunk_into(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The next bytes of a response body into `b.upstream` (cleared first): `None` at EOF or on
-/// error. While the upstream answers before the request body is all sent, the body keeps
+/// The next bytes of a response body into `b.upstream` (cleared first): `None` at EOF, on
+/// error, or after `idle` without a byte. While the upstream answers before the request body is all sent, the body keeps
 /// going to it meanwhile (an upstream may answer as it reads, an echo say); `sending` turns
 /// false when the upstream stops taking it.
-async fn read_upstream<IO>(io: &mut IO, b: &mut Buffers, up: &mut Stream, sending: &mut bool) -> Option<usize>
+async fn read_upstream<IO>(
+    io: &mut IO,
+    b: &mut Buffers,
+    up: &mut Stream,
+    sending: &mut bool,
+    idle: std::time::Duration,
+) -> Option<usize>
 where
     IO: AsyncRead + Unpin,
 {
@@ -470,9 +489,11 @@ where
     if !b.upstream.is_empty() {
         return Some(b.upstream.len());
     }
-    match up.read_buf(&mut b.upstream).await {
-        Ok(0) | Err(_) => None,
-        Ok(n) => Some(n),
+    // The upstream may stay silent for the route's `timeout` between two reads (as on the
+    // general path, `body::Idle`); longer, and the body is broken off.
+    match tokio::time::timeout(idle, up.read_buf(&mut b.upstream)).await {
+        Ok(Ok(0) | Err(_)) | Err(_) => None,
+        Ok(Ok(n)) => Some(n),
     }
 }
 
@@ -491,6 +512,12 @@ where
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    // A body that is all here already is read past (as hyper drains one); any other would be
+    // read as the next request: the connection closes instead.
+    if b.body_left > 0 && b.pending().len() as u64 >= b.body_left {
+        b.start += b.body_left as usize;
+        b.body_left = 0;
+    }
     let out = &mut b.out;
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -510,7 +537,6 @@ where
     out.extend_from_slice(plan.request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
     response::date(out, now);
-    // The rest of an unsent body would be read as the next request: close instead.
     let close = plan.close || b.body_left > 0;
     if close {
         out.extend_from_slice(b"connection: close\r\n");

@@ -33,8 +33,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 /// How a connection left the fast path.
 pub enum Ended<IO> {
     Closed,
-    /// For hyper: the connection and the bytes read from it but not consumed.
-    Handover(IO, Vec<u8>),
+    /// For hyper: the connection and the bytes read from it but not consumed, and whether a
+    /// request was served before (then the connection stays HTTP/1.1: an HTTP/2 preface is
+    /// only one at the start of a connection).
+    Handover(IO, Vec<u8>, bool),
 }
 
 /// The limits of `server` that apply to reading heads.
@@ -104,6 +106,7 @@ where
     // The first request's first byte is due within the header-read timeout, like the rest of
     // its head; between requests the connection may idle (the supervisor's `idle_timeout`).
     let mut first = Some(tokio::time::Instant::now() + limits.header_read_timeout);
+    let mut served = false;
     loop {
         // Between requests: wait for the next one, unless asked to close (idle, shutdown).
         if b.pending().is_empty() {
@@ -167,7 +170,7 @@ where
                 let label = crate::metrics::KindLabel { kind: why.label() };
                 metrics.fast_path_handovers.get_or_create(&label).inc();
                 let rest = b.input.split_off(b.start);
-                return Ended::Handover(io, rest);
+                return Ended::Handover(io, rest, served);
             }
         };
         b.start += head_len;
@@ -187,6 +190,7 @@ where
             request_id: &plan.request_id,
         };
         finish(&worker, &trace, &done, answered.head_at - started, conn);
+        served = true;
         if let Step::Close = answered.step {
             let _ = io.shutdown().await;
             return Ended::Closed;

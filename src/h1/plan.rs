@@ -11,6 +11,7 @@ use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Worker};
 use crate::metrics::MethodClass;
 use crate::pipeline::{RequestId, Trace, allowed, request_id, upstream_path};
+use crate::proxy::framing;
 use crate::route;
 
 /// A request the fast path forwards.
@@ -31,6 +32,9 @@ pub struct Plan {
     pub trace: Trace,
     /// Not forwarded: answered with this error (401, login redirect, 403, 503).
     pub refuse: Option<GatewayError>,
+    /// The client waits for `100 Continue` before its body: sent once the request is
+    /// authorized (never for a refused one).
+    pub expect_continue: bool,
 }
 
 /// Plans `req`; unless it is refused, the upstream head (but its `Host` and blank line) is in
@@ -58,10 +62,22 @@ pub async fn plan(
         .ok_or(Handover::NotRouted)?;
     let route = &shared.routes.routes[index];
 
-    // 2. frame (Transfer-Encoding, Upgrade and Expect were handed over by `inspect`)
+    // 2. frame (Transfer-Encoding and unusual expectations were handed over by `inspect`)
     let body = seen.content_length.unwrap_or(0);
     if body > route.config.max_body {
         return Err(Handover::Framing);
+    }
+    // An upgrade the route tunnels is hyper's; any other `Upgrade` is dropped (`write_head`).
+    if seen.upgrade {
+        let lines = |name: &'static str| {
+            req.headers
+                .iter()
+                .filter(move |h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
+        };
+        if framing::tunnel(lines("connection"), lines("upgrade"), &route.config.upgrades).is_some() {
+            return Err(Handover::Upgrade);
+        }
     }
 
     // 3. sanitize: `request::write_head` drops what the client may not send.
@@ -90,7 +106,7 @@ pub async fn plan(
         body,
         close: seen.close,
         head_request: seen.method == "HEAD",
-        retry_safe: body == 0 && (safe || matches!(seen.method, "PUT" | "DELETE")),
+        retry_safe: crate::proxy::upstream::retry_safe(seen.method, body > 0),
         class: if safe {
             MethodClass::read
         } else {
@@ -104,6 +120,7 @@ pub async fn plan(
         },
         trace,
         refuse: None,
+        expect_continue: seen.expect_continue && body > 0,
     };
     // Refusals are answered here, with what `pipeline` answers them.
     let navigation = || auth::is_browser_navigation(seen.method, seen.accept);
@@ -118,7 +135,7 @@ pub async fn plan(
     if by_cookie
         && identity.is_some()
         && !safe
-        && crate::api::cross_site_by(seen.sec_fetch_cross_site, seen.origin, Some(seen.host))
+        && crate::api::cross_site_in(req.headers.iter().map(|h| (h.name, h.value)), Some(seen.host))
     {
         plan.refuse = Some(GatewayError::CrossSite);
         return Ok(plan);

@@ -6,6 +6,7 @@
 //! (from untrusted peers) forwarding headers never reach the upstream; the gateway's own
 //! headers are written after the client's, so nothing the client sent can stand in for them.
 
+use crate::proxy::framing::{self, Expectation, content_length, is_withheld_request_header};
 use crate::proxy::headers::{is_forwarding_header, is_hop_by_hop, same_name};
 use http::HeaderName;
 
@@ -27,12 +28,16 @@ pub enum Handover {
     NotHttp11,
     /// Absolute-form, authority-form or `*` targets, or bytes outside the usual URI set.
     Target,
-    /// No `Host`, or more than one.
+    /// No `Host`, more than one, or one that is not a host name and port (400).
     Host,
     /// `Transfer-Encoding`, several or malformed `Content-Length`s, or a body over the limit.
     Framing,
-    /// `Upgrade` or `Expect`: the general path tunnels and answers 100-continue.
+    /// An upgrade to a protocol the route tunnels: the general path tunnels it.
     Upgrade,
+    /// An expectation other than one `100-continue` (417).
+    Expect,
+    /// `CONNECT` (405).
+    Connect,
     /// Many `Connection` options, or unreadable ones.
     Connection,
     /// The gateway's own endpoints (session API, JWKS).
@@ -53,6 +58,8 @@ impl Handover {
             Handover::Host => "host",
             Handover::Framing => "framing",
             Handover::Upgrade => "upgrade",
+            Handover::Expect => "expect",
+            Handover::Connect => "connect",
             Handover::Connection => "connection",
             Handover::Endpoint => "endpoint",
             Handover::NotRouted => "not_routed",
@@ -89,8 +96,10 @@ pub struct Inspected<'b> {
     pub request_id: Option<&'b [u8]>,
     /// The first `Accept` (browser navigations get the login redirect).
     pub accept: Option<&'b [u8]>,
-    pub sec_fetch_cross_site: bool,
-    pub origin: Option<&'b [u8]>,
+    /// An `Upgrade` was offered: the route decides whether it is tunnelled (else dropped).
+    pub upgrade: bool,
+    /// `Expect: 100-continue`: the gateway answers it once the request is authorized.
+    pub expect_continue: bool,
     /// A trusted proxy's `X-Forwarded-Proto` / `-Host`, kept as they are.
     trusted_proto: bool,
     trusted_host: bool,
@@ -120,9 +129,9 @@ pub fn inspect<'b>(
     let (Some(method), Some(target)) = (req.method, req.path) else {
         return Err(Handover::Malformed);
     };
-    // CONNECT's 2xx turns the connection into a tunnel: hyper's to handle.
-    if method.eq_ignore_ascii_case("CONNECT") {
-        return Err(Handover::Upgrade);
+    // CONNECT is refused (405) by the general path.
+    if method == "CONNECT" {
+        return Err(Handover::Connect);
     }
     if !target.starts_with('/') || !target.bytes().all(plain_uri_byte) {
         return Err(Handover::Target);
@@ -142,13 +151,13 @@ pub fn inspect<'b>(
         has_cookie: false,
         request_id: None,
         accept: None,
-        sec_fetch_cross_site: false,
-        origin: None,
+        upgrade: false,
+        expect_continue: false,
         trusted_proto: false,
         trusted_host: false,
         kinds: [Kind::Keep; MAX_HEADERS],
     };
-    let mut hosts = 0;
+    let (mut hosts, mut host, mut expects) = (0, &b""[..], 0);
     let mut nominated: [&str; MAX_NOMINATED] = [""; MAX_NOMINATED];
     let mut n_nominated = 0;
     for (i, h) in req.headers.iter().enumerate() {
@@ -156,7 +165,7 @@ pub fn inspect<'b>(
         let kind = match name.len() {
             4 if name.eq_ignore_ascii_case("host") => {
                 hosts += 1;
-                out.host = crate::auth::header_text(h.value).ok_or(Handover::Host)?;
+                host = h.value;
                 Kind::Drop
             }
             14 if name.eq_ignore_ascii_case("content-length") => {
@@ -167,15 +176,19 @@ pub fn inspect<'b>(
                 Kind::Drop
             }
             17 if name.eq_ignore_ascii_case("transfer-encoding") => return Err(Handover::Framing),
-            7 if name.eq_ignore_ascii_case("upgrade") => return Err(Handover::Upgrade),
-            6 if name.eq_ignore_ascii_case("expect") => return Err(Handover::Upgrade),
+            7 if name.eq_ignore_ascii_case("upgrade") => {
+                out.upgrade = true;
+                Kind::Drop
+            }
+            6 if name.eq_ignore_ascii_case("expect") => {
+                expects += 1;
+                Kind::Drop
+            }
             10 if name.eq_ignore_ascii_case("connection") => {
                 let text = crate::auth::header_text(h.value).ok_or(Handover::Connection)?;
                 for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
                     if token.eq_ignore_ascii_case("close") {
                         out.close = true;
-                    } else if token.eq_ignore_ascii_case("upgrade") {
-                        return Err(Handover::Upgrade);
                     } else if is_read_here(token, trusted) {
                         // The general path strips it before reading credentials and checks.
                         return Err(Handover::Connection);
@@ -203,15 +216,7 @@ pub fn inspect<'b>(
                 out.accept.get_or_insert(h.value);
                 Kind::Keep
             }
-            6 if name.eq_ignore_ascii_case("origin") => {
-                out.origin.get_or_insert(h.value);
-                Kind::Keep
-            }
-            14 if name.eq_ignore_ascii_case("sec-fetch-site") => {
-                out.sec_fetch_cross_site |= h.value.eq_ignore_ascii_case(b"cross-site");
-                Kind::Keep
-            }
-            _ if is_hop_by_hop(name) => Kind::Drop,
+            _ if is_hop_by_hop(name) || is_withheld_request_header(name) => Kind::Drop,
             _ if identity.iter().any(|id| same_name(name, id.as_str())) => Kind::Drop,
             _ if is_forwarding_header(name) => {
                 if !trusted {
@@ -231,8 +236,20 @@ pub fn inspect<'b>(
         };
         *out.kinds.get_mut(i).ok_or(Handover::TooManyHeaders)? = kind;
     }
+    // `framing::single_host`'s rule, from the count and the one value.
     if hosts != 1 {
         return Err(Handover::Host);
+    }
+    out.host = framing::valid_host(host).ok_or(Handover::Host)?;
+    if expects > 0 {
+        let values = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("expect"));
+        match framing::expectation(values.map(|h| h.value)) {
+            Expectation::Continue => out.expect_continue = true,
+            _ => return Err(Handover::Expect),
+        }
     }
     if n_nominated > 0 {
         let named = &nominated[..n_nominated];
@@ -299,15 +316,15 @@ pub fn write_head(
     for (h, kind) in req.headers.iter().zip(seen.kinds.iter()) {
         match kind {
             Kind::Drop => {}
-            Kind::Keep => line(out, h.name.as_bytes(), h.value),
+            Kind::Keep => lower_line(out, h.name.as_bytes(), h.value),
             Kind::Authorization => {
                 if !drop_authorization {
-                    line(out, h.name.as_bytes(), h.value);
+                    lower_line(out, h.name.as_bytes(), h.value);
                 }
             }
             Kind::Cookie => {
                 if add.strip_credentials.is_none() {
-                    line(out, h.name.as_bytes(), h.value);
+                    lower_line(out, h.name.as_bytes(), h.value);
                 }
             }
             // A trusted proxy's chain: written below, extended with the peer's address.
@@ -327,8 +344,11 @@ pub fn write_head(
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     let chain = req.headers.iter().zip(seen.kinds.iter());
-    for (h, _) in chain.filter(|(_, kind)| **kind == Kind::ForwardedFor) {
-        out.extend_from_slice(h.value);
+    let chain = chain
+        .filter(|(_, kind)| **kind == Kind::ForwardedFor)
+        .map(|(h, _)| h.value);
+    for entry in crate::proxy::headers::forwarded_for_chain(chain) {
+        out.extend_from_slice(entry.as_bytes());
         out.extend_from_slice(b", ");
     }
     out.extend_from_slice(add.peer_ip);
@@ -358,21 +378,22 @@ pub fn finish_head(out: &mut Vec<u8>, host: Option<&[u8]>) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// A client's header line with its name in lower case, as hyper writes every name on the
+/// general path (SPEC §1.11: the same bytes upstream whichever path serves a request).
+fn lower_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let at = out.len();
     out.extend_from_slice(name);
+    out[at..].make_ascii_lowercase();
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-/// One `Content-Length` value: digits only (no sign, no list), at most 18 of them.
-pub fn content_length(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    value
-        .iter()
-        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Bytes of an origin-form target the fast path forwards as they are: RFC 3986's unreserved,
@@ -471,7 +492,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            "GET /a?b=1 HTTP/1.1\r\nX-Keep: k\r\nx-auth-user: alice\r\nx-forwarded-for: 192.0.2.1\r\n\
+            "GET /a?b=1 HTTP/1.1\r\nx-keep: k\r\nx-auth-user: alice\r\nx-forwarded-for: 192.0.2.1\r\n\
              x-forwarded-proto: https\r\nx-forwarded-host: h\r\nx-request-id: rid\r\nhost: h\r\n\r\n"
         );
     }
@@ -488,7 +509,7 @@ mod tests {
             out.contains("x-forwarded-for: 198.51.100.7, 10.0.0.9, 192.0.2.1\r\n"),
             "{out}"
         );
-        assert!(out.contains("X-Forwarded-Proto: http\r\n") && !out.contains("x-forwarded-proto"));
+        assert!(out.contains("x-forwarded-proto: http\r\n") && !out.contains("x-forwarded-proto: https"));
         assert!(
             !out.contains("theirs"),
             "the request id is the caller's to pick: {out}"
@@ -502,13 +523,13 @@ mod tests {
         assert!(!out.contains("pc1_x") && !out.contains("sid="), "{out}");
         assert!(out.contains("cookie: a=1; b=2\r\n"), "{out}");
         let kept = forwarded(raw, false, None);
-        assert!(kept.contains("Authorization: Bearer pc1_x") && kept.contains("sid=s"));
+        assert!(kept.contains("authorization: Bearer pc1_x") && kept.contains("sid=s"));
         let jwt = forwarded(
             "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer eyJ.a.b\r\n\r\n",
             false,
             Some("sid"),
         );
-        assert!(jwt.contains("Authorization: Bearer eyJ.a.b"), "{jwt}");
+        assert!(jwt.contains("authorization: Bearer eyJ.a.b"), "{jwt}");
     }
 
     #[test]
@@ -548,17 +569,11 @@ mod tests {
                 "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n",
                 Handover::Framing,
             ),
+            ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Handover::Host),
+            ("GET / HTTP/1.1\r\nHost: u@h\r\n\r\n", Handover::Host),
             (
-                "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n\r\n",
-                Handover::Upgrade,
-            ),
-            (
-                "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n",
-                Handover::Upgrade,
-            ),
-            (
-                "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
-                Handover::Upgrade,
+                "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, x\r\n\r\n",
+                Handover::Expect,
             ),
             (
                 "GET / HTTP/1.1\r\nHost: h\r\nConnection: a,b,c,d,e,f,g,h,i\r\n\r\n",
@@ -568,10 +583,30 @@ mod tests {
                 "GET / HTTP/1.1\r\nHost: h\r\nConnection: Authorization\r\n\r\n",
                 Handover::Connection,
             ),
-            ("CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n", Handover::Upgrade),
+            ("CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n", Handover::Connect),
         ];
         for (raw, why) in cases {
             assert_eq!(refused(raw), why, "{raw}");
+        }
+    }
+
+    #[test]
+    fn upgrades_and_expectations_are_noted_and_never_written() {
+        let raw = "PUT / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n\
+                   HTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nExpect: 100-continue\r\nTransfer_Encoding: chunked\r\n\r\n";
+        with_head(raw, |req| {
+            let seen = inspect(req, &ids(), false).unwrap();
+            assert!(seen.upgrade && seen.expect_continue);
+        });
+        let out = forwarded(raw, false, None);
+        for gone in [
+            "Upgrade",
+            "HTTP2-Settings",
+            "Expect",
+            "Connection",
+            "Transfer_Encoding",
+        ] {
+            assert!(!out.contains(gone), "{gone}: {out}");
         }
     }
 

@@ -4,22 +4,12 @@
 //! dropped as `proxy::headers::sanitize_response` drops them; the gateway adds `X-Request-Id`
 //! and, when the upstream sent none, `Date` (as hyper's server does on the general path).
 
+use crate::proxy::framing::ResponseFraming;
+pub use crate::proxy::framing::{BadResponse, Framing};
 use crate::proxy::headers::is_hop_by_hop;
 
 /// Response headers the fast path reads; more is a 502 (hyper's client allows 100).
 pub const MAX_HEADERS: usize = 100;
-
-/// How the response body ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// No body: a HEAD request, 204 or 304.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Neither length nor chunks: the body ends when the upstream closes; the client gets it
-    /// in chunks.
-    UntilClose,
-}
 
 /// A final response head, written for the client.
 #[derive(Debug)]
@@ -54,10 +44,6 @@ enum Kind {
     Drop,
 }
 
-/// Why an upstream's response cannot be forwarded (502); for logs, never shown to clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BadResponse(pub &'static str);
-
 /// What the client's response head carries besides the upstream's headers.
 pub struct Extra<'a> {
     pub request_id: &'a [u8],
@@ -85,6 +71,9 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
         Err(_) => return Err(BadResponse("malformed response head")),
     };
     let status = resp.code.ok_or(BadResponse("no status"))?;
+    if !crate::proxy::framing::fields_fit(resp.headers.iter().map(|h| (h.name.len(), h.value.len()))) {
+        return Err(BadResponse("response header fields over 64 KiB"));
+    }
     match status {
         0..=99 => return Err(BadResponse("status below 100")),
         101 => return Err(BadResponse("101 without an upgrade request")),
@@ -92,13 +81,7 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
         _ => {}
     }
     let http11 = resp.version == Some(1);
-    // HEAD, 204 and 304 answers have no body whatever their framing headers say: those are
-    // then only checked for the length kept for the client.
-    let no_body = extra.head_request || status == 204 || status == 304;
-    let mut length: Option<u64> = None;
-    let mut bad_length = false;
-    let mut chunked = false;
-    let mut bad_coding = false;
+    let mut framing = ResponseFraming::default();
     let mut upstream_close = !http11;
     let mut has_date = false;
     let mut nominated = false;
@@ -107,20 +90,15 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
     for (h, kind) in resp.headers.iter().zip(kinds.iter_mut()) {
         let name = h.name;
         *kind = match name.len() {
-            14 if name.eq_ignore_ascii_case("content-length") => match response_length(h.value) {
-                Some(n) if length.is_none() => {
-                    length = Some(n);
+            14 if name.eq_ignore_ascii_case("content-length") => {
+                if framing.content_length(h.value) {
                     Kind::Length
-                }
-                Some(n) if length == Some(n) => Kind::Drop,
-                _ => {
-                    bad_length = true;
+                } else {
                     Kind::Drop
                 }
-            },
+            }
             17 if name.eq_ignore_ascii_case("transfer-encoding") => {
-                bad_coding |= chunked || !http11 || !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-                chunked = true;
+                framing.transfer_encoding(h.value, http11);
                 Kind::Drop
             }
             10 if name.eq_ignore_ascii_case("connection") => {
@@ -146,24 +124,12 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
             _ => Kind::Keep,
         };
     }
-    let framing = if no_body {
-        Framing::Empty
-    } else if bad_coding {
-        return Err(BadResponse("a transfer coding other than chunked"));
-    } else if chunked {
-        Framing::Chunked
-    } else if bad_length {
-        return Err(BadResponse("bad or conflicting Content-Length"));
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        Framing::UntilClose
-    };
+    let trustworthy = framing.trustworthy();
+    let framing = framing.settle(status, extra.head_request)?;
     // Both Transfer-Encoding and Content-Length: chunked wins, and the connection is not trusted
     // with another message (RFC 9112 §6.3). A body that ends when the upstream closes is
     // re-framed as chunks for the client, whose connection stays open.
-    let reusable = !(upstream_close || chunked && length.is_some() || bad_length || bad_coding)
-        && framing != Framing::UntilClose;
+    let reusable = trustworthy && !upstream_close && framing != Framing::UntilClose;
     let close = extra.close;
 
     out.clear();
@@ -224,15 +190,6 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
         len,
         at: extra.now,
     }))
-}
-
-/// A response's `Content-Length`: one number, or a list of the same number (RFC 9110 §8.6).
-fn response_length(value: &[u8]) -> Option<u64> {
-    let mut items = value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
-    let first = crate::h1::request::content_length(items.next()?)?;
-    items
-        .all(|v| crate::h1::request::content_length(v) == Some(first))
-        .then_some(first)
 }
 
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -6,8 +6,9 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies also drop.
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies also drop, and
+/// HTTP/2's connection-specific `HTTP2-Settings` (RFC 9113 §3.2.1: only for an h2c upgrade).
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -17,12 +18,13 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Whether `name` (any case) is one of the hop-by-hop headers.
 pub fn is_hop_by_hop(name: &str) -> bool {
     // Most names have a length none of them has: one comparison, not nine.
-    matches!(name.len(), 2 | 7 | 10 | 16 | 17 | 18 | 19)
+    matches!(name.len(), 2 | 7 | 10 | 14 | 16 | 17 | 18 | 19)
         && HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_str()))
 }
 
@@ -54,21 +56,6 @@ pub fn is_forwarding_header(name: &str) -> bool {
         || starts_with_name(name, "x-forwarded-")
         || same_name(name, "x-real-ip")
         || same_name(name, "x-request-id")
-}
-
-/// The `Upgrade` value if this HTTP/1.1 request asks for a protocol upgrade.
-pub fn upgrade_request(headers: &HeaderMap) -> Option<HeaderValue> {
-    let wants = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if wants {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
 }
 
 /// Removes hop-by-hop headers and those named in `Connection`. One pass over the (few) names
@@ -108,21 +95,32 @@ fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Strips, from a client's request, hop-by-hop headers, identity headers (any `_`/`-` spelling)
-/// and, unless the peer is a trusted proxy, forwarding headers.
+/// Strips, from a client's request, hop-by-hop headers, identity headers (any `_`/`-` spelling),
+/// the headers the gateway withholds (`Expect`, framing names spelt with `_`) and, unless the
+/// peer is a trusted proxy, forwarding headers.
 pub fn sanitize_request(headers: &mut HeaderMap, identity: &[HeaderName], trusted_peer: bool) {
     remove_hop_by_hop(headers);
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            identity.iter().any(|id| same_name(n, id.as_str())) || (!trusted_peer && is_forwarding_header(n))
+            identity.iter().any(|id| same_name(n, id.as_str()))
+                || (!trusted_peer && is_forwarding_header(n))
+                || super::framing::is_withheld_request_header(n)
         })
         .cloned()
         .collect();
     for name in doomed {
         headers.remove(&name);
     }
+}
+
+/// The lines of a trusted proxy's `X-Forwarded-For` that the gateway extends (both paths):
+/// those that are text and not empty; any other line is dropped.
+pub fn forwarded_for_chain<'a>(values: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a str> {
+    values
+        .filter_map(crate::auth::header_text)
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// Adds `X-Forwarded-For` (appended to a trusted proxy's), `X-Forwarded-Proto`,
@@ -136,11 +134,13 @@ pub fn add_forwarding(
     request_id: &HeaderValue,
 ) {
     let chain: Vec<&str> = if trusted_peer {
-        headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
+        forwarded_for_chain(
+            headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
+        .collect()
     } else {
         Vec::new()
     };
@@ -282,8 +282,6 @@ mod tests {
 
     #[test]
     fn upgrade_survives_only_on_101() {
-        let h = map(&[("connection", "keep-alive, Upgrade"), ("upgrade", "websocket")]);
-        assert_eq!(upgrade_request(&h).unwrap(), "websocket");
         let mut r = map(&[("connection", "upgrade"), ("upgrade", "websocket"), ("x-a", "1")]);
         sanitize_response(&mut r, true);
         assert_eq!(r.get("upgrade").unwrap(), "websocket");

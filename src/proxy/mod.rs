@@ -1,5 +1,6 @@
 //! The forwarding half of the gateway: header hygiene, upstream connections and sending.
 
+pub mod framing;
 pub mod headers;
 pub mod pool;
 pub mod stream;

@@ -30,6 +30,8 @@ pub struct Target {
     pub label: String,
     /// The `Host` header for this target, when the route does not preserve the client's.
     host_header: Option<http::HeaderValue>,
+    /// The target's authority as a `Host` value, for a request that came without one.
+    authority_header: http::HeaderValue,
     down_until_ms: AtomicU64,
     connect_errors: prometheus_client::metrics::counter::Counter,
 }
@@ -67,9 +69,8 @@ impl Upstreams {
             .filter_map(|uri| {
                 let scheme = uri.scheme()?.clone();
                 let authority = uri.authority()?.clone();
-                let host_header = (!route.preserve_host)
-                    .then(|| http::HeaderValue::from_str(authority.as_str()).ok())
-                    .flatten();
+                let authority_header = http::HeaderValue::from_str(authority.as_str()).ok()?;
+                let host_header = (!route.preserve_host).then(|| authority_header.clone());
                 let label = format!("{scheme}://{authority}");
                 let errors = crate::metrics::TargetLabels {
                     route: route_label,
@@ -81,6 +82,7 @@ impl Upstreams {
                     scheme,
                     authority,
                     host_header,
+                    authority_header,
                     down_until_ms: AtomicU64::new(0),
                 })
             })
@@ -182,12 +184,19 @@ impl Upstreams {
     }
 }
 
+/// Whether a request may be sent again on a fresh connection when a pooled one turned out
+/// closed before any answer (both paths): an idempotent method without a body.
+pub fn retry_safe(method: &str, body: bool) -> bool {
+    !body && matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE")
+}
+
 async fn handshake<T>(io: T) -> Result<SendRequest<UpstreamBody>, String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .writev(false)
+        .max_buf_size(crate::proxy::framing::MAX_RESPONSE_READ)
         .handshake(io)
         .await
         .map_err(|e| e.to_string())?;
@@ -240,12 +249,13 @@ pub async fn send(
     mut req: Request<UpstreamBody>,
 ) -> Sent {
     *req.version_mut() = Version::HTTP_11;
-    // Each target tried gets the whole `timeout`; one that cannot be reached hands the unsent
-    // request back for the next.
+    // One `timeout` for the request, from the first connection attempt, across retries (as the
+    // fast path); a target that cannot be reached hands the unsent request back for the next.
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut tried = 0;
     for i in upstreams.order() {
         tried = i;
-        match tokio::time::timeout(timeout, attempt(pool, route_index, upstreams, i, req)).await {
+        match tokio::time::timeout_at(deadline, attempt(pool, route_index, upstreams, i, req)).await {
             Err(_) => return timed_out(i),
             Ok(Ok(sent)) => return ok(pool, route_index, i, sent),
             Ok(Err(Failure::Other(e))) => {
@@ -292,7 +302,9 @@ fn timed_out(target: usize) -> Sent {
 }
 
 /// One target: idle connections first (a closed one hands the unsent request back, and the
-/// next is tried), then a new connection.
+/// next is tried), then a new connection. A pooled connection that fails before any answer
+/// (the upstream closed it while idle, as the gateway reused it) is replaced once by a new
+/// one for a `retry_safe` request, as on the fast path; nothing else is sent twice.
 async fn attempt(
     pool: &HyperPool,
     route: usize,
@@ -304,16 +316,26 @@ async fn attempt(
     let label = &target.label;
     if let Some(host) = &target.host_header {
         req.headers_mut().insert(http::header::HOST, host.clone());
+    } else if !req.headers().contains_key(http::header::HOST) {
+        // An HTTP/1.0 client may send none; HTTP/1.1 to the upstream needs one.
+        req.headers_mut()
+            .insert(http::header::HOST, target.authority_header.clone());
     }
+    let safe = retry_safe(req.method().as_str(), !http_body::Body::is_end_stream(req.body()));
     while let Some(mut sender) = pool.take(route, i, Instant::now()) {
         if sender.ready().await.is_err() {
             continue;
         }
+        let again = safe.then(|| bodiless_copy(&req));
         match sender.try_send_request(req).await {
             Ok(resp) => return Ok((resp, sender)),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => req = unsent,
-                None => return Err(Failure::Other(classify(label, e.error()))),
+            Err(mut e) => match (e.take_message(), again) {
+                (Some(unsent), _) => req = unsent,
+                (None, Some(copy)) => {
+                    req = copy;
+                    break;
+                }
+                (None, None) => return Err(Failure::Other(classify(label, e.error()))),
             },
         }
     }
@@ -332,6 +354,16 @@ async fn attempt(
             None => Err(Failure::Other(classify(label, e.error()))),
         },
     }
+}
+
+/// The same request with no body, to send again after a stale connection.
+fn bodiless_copy(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
+    let mut copy = Request::new(UpstreamBody::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 /// A failure after the request was (partly) written: the client's body over the limit is 413,

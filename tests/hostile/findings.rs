@@ -1,0 +1,118 @@
+//! One regression test per finding of issue #12, each on both HTTP/1.1 paths. Most run the
+//! suite's own cases for that finding; the timeout budget needs a target that never accepts.
+
+use super::{Case, cases, misbehaving, run_all};
+use crate::common::*;
+use std::time::Duration;
+
+async fn run_where(title: &str, keep: impl Fn(&Case) -> bool) {
+    let picked: Vec<Case> = cases::all()
+        .into_iter()
+        .chain(misbehaving::all())
+        .filter(|c| keep(c))
+        .collect();
+    assert!(!picked.is_empty(), "{title}: no cases");
+    run_all(title, picked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_1_h2c_and_other_unlisted_upgrades_are_never_tunnelled() {
+    run_where("finding 1", |c| c.family == "upgrade").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_2_expect_is_answered_after_authorization_and_never_forwarded() {
+    run_where("finding 2", |c| {
+        c.family == "expect" || (c.family == "0.CL early answer" && c.name.ends_with("Expect"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_3_an_http11_request_without_exactly_one_valid_host_is_400() {
+    run_where("finding 3", |c| {
+        c.family == "host" || c.name.contains("missing Host")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_4_connect_is_405_and_closes() {
+    run_where("finding 4", |c| {
+        c.family == "CONNECT" || c.name.contains("CONNECT")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_5_upstream_framing_reaches_the_client_settled_or_as_502() {
+    run_where("finding 5", |c| {
+        c.family == "upstream" && (c.name.contains("Content-Length") || c.name.contains("Transfer-Encoding"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_forward_auth_reads_x_forwarded_only_from_trusted_proxies() {
+    run_where("finding 6", |c| c.name.starts_with("verify:")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_7_the_paths_agree_on_sec_fetch_site_and_forwarded_for() {
+    run_where("finding 7", |c| {
+        c.name.contains("Sec-Fetch-Site") || c.name.contains("Origin") || c.name.contains("non-ASCII line")
+    })
+    .await;
+}
+
+/// A listener whose accept queue is full: a connection to it neither succeeds nor fails
+/// until the dialer gives up (a target that stopped answering SYNs).
+fn silent_target() -> (std::net::SocketAddr, socket2::Socket, Vec<std::net::TcpStream>) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => break,
+        }
+    }
+    (addr, socket, held)
+}
+
+/// The route's `timeout` counts from the first connection attempt, across the retry: a
+/// target that swallows the connect for 0.7 s, then one that answers in 0.6 s, is a 504 under
+/// a 1 s timeout, on both paths (the general path gave the retry a fresh second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_7_one_timeout_across_retries_on_both_paths() {
+    let (silent, _listener, _held) = silent_target();
+    let slow = upstream::scripted(|_req| async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"late")))
+    })
+    .await;
+    for fast in [true, false] {
+        let config = base_toml().replace("workers = 1", &format!("workers = 1\nhttp1_fast_path = {fast}"))
+            + &route(
+                "app",
+                "/",
+                &[silent, slow],
+                "timeout = \"1s\"\nconnect_timeout = \"700ms\"\ncooldown = \"1ms\"",
+            );
+        let gw = Gateway::start(&config);
+        let resp = get_raw(gw.http, "/", "").await;
+        assert_eq!(status_of(&resp), 504, "fast path {fast}: {resp}");
+        let series =
+            format!("portcullis_upstream_connect_errors_total{{route=\"app\",target=\"http://{silent}\"}}");
+        assert_eq!(
+            value(&scrape(gw.admin).await, &series),
+            1.0,
+            "fast path {fast}: the silent target was tried first"
+        );
+        gw.stop().await;
+    }
+}
