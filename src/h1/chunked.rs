@@ -34,7 +34,9 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final blank line).
     TrailerStart,
-    /// Inside a trailer line.
+    /// In a trailer's name (a token, then `:`).
+    TrailerName,
+    /// In a trailer's value.
     Trailer,
     TrailerLf,
     /// CR of the final blank line seen.
@@ -93,7 +95,12 @@ impl Chunked {
     fn in_tail(&self) -> bool {
         matches!(
             self.state,
-            State::TrailerStart | State::Trailer | State::TrailerLf | State::EndLf | State::Done
+            State::TrailerStart
+                | State::TrailerName
+                | State::Trailer
+                | State::TrailerLf
+                | State::EndLf
+                | State::Done
         )
     }
 
@@ -147,7 +154,11 @@ impl Chunked {
                 },
                 State::TrailerStart => match b {
                     b'\r' => State::EndLf,
-                    _ => self.trailer_byte(b)?,
+                    _ => self.trailer_name(b)?,
+                },
+                State::TrailerName => match b {
+                    b':' => self.trailer_byte(b)?,
+                    _ => self.trailer_name(b)?,
                 },
                 State::Trailer => match b {
                     b'\r' => State::TrailerLf,
@@ -169,6 +180,19 @@ impl Chunked {
             i += 1;
         }
         Ok(i)
+    }
+
+    /// A byte of a trailer's name: a token (RFC 9110 §5.1), as the header grammar has it.
+    fn trailer_name(&mut self, b: u8) -> Result<State, BadChunk> {
+        self.trailer_bytes += 1;
+        if self.trailer_bytes > MAX_TRAILERS {
+            return Err(BadChunk("trailers too large"));
+        }
+        if crate::proxy::framing::is_tchar(b) {
+            Ok(State::TrailerName)
+        } else {
+            Err(BadChunk("a trailer line that is not a field"))
+        }
     }
 
     fn trailer_byte(&mut self, b: u8) -> Result<State, BadChunk> {

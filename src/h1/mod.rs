@@ -18,6 +18,8 @@
 mod chunked;
 mod forward;
 mod plan;
+#[cfg(test)]
+mod props;
 pub mod prefixed;
 pub mod request;
 pub mod response;
