@@ -18,9 +18,9 @@
 mod chunked;
 mod forward;
 mod plan;
+pub mod prefixed;
 #[cfg(test)]
 mod props;
-pub mod prefixed;
 pub mod request;
 pub mod response;
 
