@@ -1,15 +1,19 @@
 //! Body types of the forwarding path, without boxing: what the gateway answers with
 //! (`ProxyBody`: an upstream's streamed body or a small full body of its own) and what it
 //! sends upstream (`UpstreamBody`: the client's streamed body, cut off past the route's limit).
+//! The two bodies of one exchange share its `Progress` (`proxy::progress`): a request body is
+//! never sent on once the answer has ended, and an exchange in which nothing moves for the
+//! route's `timeout` is broken off.
 
+use crate::proxy::progress::{Progress, Stall};
 use crate::proxy::upstream::Lease;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,37 +22,38 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pin_project! {
     #[project = ProxyBodyProj]
     pub enum ProxyBody {
-        /// An upstream's body; its connection returns to the pool when the body has ended.
-        Upstream { #[pin] inner: Incoming, lease: Option<Lease>, first: Option<Frame<Bytes>>, idle: Box<Idle> },
+        /// An upstream's body; its connection returns to the pool when the body has ended
+        /// (and the request's has all been sent).
+        Upstream {
+            #[pin] inner: Incoming,
+            lease: Option<Lease>,
+            first: Option<Frame<Bytes>>,
+            progress: Arc<Progress>,
+            stall: Stall,
+        },
         Full { #[pin] inner: Full<Bytes> },
     }
 }
 
-/// How long an upstream may stay silent while its body is awaited (the route's `timeout`,
-/// like nginx's `proxy_read_timeout`); the clock runs only while the gateway waits on it.
-pub struct Idle {
-    limit: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+/// Why a forwarded exchange was broken off.
+#[derive(Debug)]
+pub enum Broken {
+    /// Nothing moved, either way, for the route's `timeout`.
+    Stalled,
+    /// The answer ended before the request body was all sent: the rest is not sent on.
+    Abandoned,
 }
 
-/// The upstream went silent in the middle of its body for longer than the route allows.
-#[derive(Debug)]
-pub struct UpstreamSilent;
-
-impl std::fmt::Display for UpstreamSilent {
+impl std::fmt::Display for Broken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the upstream sent nothing more of its body within the route's timeout")
+        f.write_str(match self {
+            Broken::Stalled => "nothing moved either way within the route's timeout",
+            Broken::Abandoned => "the answer ended before the request body was all sent",
+        })
     }
 }
 
-impl std::error::Error for UpstreamSilent {}
-
-/// What an upstream body's first poll found (before the response head goes to the client).
-pub enum Started {
-    Body(ProxyBody),
-    /// The body is already broken (a malformed first chunk): answer 502 instead.
-    Broken(hyper::Error),
-}
+impl std::error::Error for Broken {}
 
 impl ProxyBody {
     pub fn full(bytes: impl Into<Bytes>) -> Self {
@@ -61,35 +66,48 @@ impl ProxyBody {
         ProxyBody::full(Bytes::new())
     }
 
-    /// An upstream's body; `lease` goes back to the pool at its end (at once if it is empty);
-    /// `idle`: how long the upstream may go silent. What arrived with the response head is
-    /// read now, so a body that is broken from its start is a 502, as on the fast path.
-    pub fn upstream(mut inner: Incoming, lease: Option<Lease>, idle: Duration) -> Started {
+    /// An upstream's body; `lease` goes back to the pool at its end (at once if it is empty)
+    /// if the request body had all been sent; `timeout`: how long the exchange may stand
+    /// still. What arrived with the response head is read now: a body broken from its start
+    /// is an `Err`, for a 502, as on the fast path.
+    pub fn upstream(
+        mut inner: Incoming,
+        lease: Option<Lease>,
+        timeout: Duration,
+        progress: Arc<Progress>,
+    ) -> Result<ProxyBody, hyper::Error> {
         let mut first = None;
-        if !inner.is_end_stream() {
+        let mut ended = inner.is_end_stream();
+        if !ended {
             let mut cx = Context::from_waker(std::task::Waker::noop());
             match Pin::new(&mut inner).poll_frame(&mut cx) {
                 Poll::Ready(Some(Ok(frame))) => first = Some(frame),
-                Poll::Ready(Some(Err(e))) => return Started::Broken(e),
-                Poll::Ready(None) | Poll::Pending => {}
+                Poll::Ready(Some(Err(e))) => return Err(e),
+                Poll::Ready(None) => ended = true,
+                Poll::Pending => {}
             }
         }
-        let lease = match lease {
-            Some(l) if first.is_none() && inner.is_end_stream() => {
-                l.release();
-                None
-            }
-            other => other,
-        };
-        Started::Body(ProxyBody::Upstream {
+        let mut lease = lease;
+        if first.is_none() && ended {
+            end(&mut lease, &progress);
+        }
+        Ok(ProxyBody::Upstream {
             inner,
             lease,
             first,
-            idle: Box::new(Idle {
-                limit: idle,
-                timer: None,
-            }),
+            progress,
+            stall: Stall::new(timeout),
         })
+    }
+}
+
+/// The answer ended: its connection goes back to the pool only if the request body had all
+/// been sent (else the rest is abandoned, and the connection closes with the lease).
+fn end(lease: &mut Option<Lease>, progress: &Progress) {
+    if let Some(l) = lease.take()
+        && progress.answer_ended()
+    {
+        l.release();
     }
 }
 
@@ -106,13 +124,12 @@ impl Body for ProxyBody {
                 mut inner,
                 lease,
                 first,
-                idle,
+                progress,
+                stall,
             } => {
                 if let Some(frame) = first.take() {
-                    if inner.is_end_stream()
-                        && let Some(l) = lease.take()
-                    {
-                        l.release();
+                    if inner.is_end_stream() {
+                        end(lease, progress);
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -122,23 +139,16 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
                     _ => false,
                 };
-                if ended && let Some(l) = lease.take() {
-                    l.release();
+                if ended {
+                    end(lease, progress);
                 }
                 match polled {
-                    Poll::Pending => {
-                        // Waiting on the upstream: its silence is timed from now.
-                        let limit = idle.limit;
-                        let timer = idle
-                            .timer
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                        match timer.as_mut().poll(cx) {
-                            Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(UpstreamSilent)))),
-                            Poll::Pending => Poll::Pending,
-                        }
-                    }
+                    Poll::Pending => match stall.poll(cx, progress) {
+                        Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Broken::Stalled)))),
+                        Poll::Pending => Poll::Pending,
+                    },
                     Poll::Ready(ready) => {
-                        idle.timer = None;
+                        progress.moved();
                         Poll::Ready(ready.map(|r| r.map_err(BoxError::from)))
                     }
                 }
@@ -187,20 +197,25 @@ impl std::fmt::Display for BodyTooLarge {
 impl std::error::Error for BodyTooLarge {}
 
 pin_project! {
-    /// The client's body on its way upstream; fails with `BodyTooLarge` past `remaining` bytes;
-    /// trailers are left out.
+    /// The client's body on its way upstream; fails with `BodyTooLarge` past `remaining` bytes,
+    /// and with `Broken::Abandoned` once the answer has ended; trailers are left out.
     pub struct UpstreamBody {
         #[pin] inner: Option<Incoming>,
         remaining: u64,
+        progress: Option<Arc<Progress>>,
     }
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, limit: u64) -> Self {
-        UpstreamBody {
+    /// The client's body, and the exchange's progress (shared with the answer's body).
+    pub fn new(inner: Incoming, limit: u64) -> (Self, Arc<Progress>) {
+        let progress = Arc::new(Progress::new(!inner.is_end_stream()));
+        let body = UpstreamBody {
             inner: Some(inner),
             remaining: limit,
-        }
+            progress: Some(progress.clone()),
+        };
+        (body, progress)
     }
 
     /// No body at all (used for retries of body-less requests).
@@ -208,6 +223,7 @@ impl UpstreamBody {
         UpstreamBody {
             inner: None,
             remaining: 0,
+            progress: None,
         }
     }
 }
@@ -224,6 +240,16 @@ impl Body for UpstreamBody {
         let Some(inner) = this.inner.as_pin_mut() else {
             return Poll::Ready(None);
         };
+        let progress = this.progress.as_deref();
+        // Checked before anything more is read: nothing reaches the upstream after its answer.
+        if progress.is_some_and(Progress::abandoned) {
+            return Poll::Ready(Some(Err(Box::new(Broken::Abandoned))));
+        }
+        let sent = || {
+            if let Some(p) = progress {
+                p.sent();
+            }
+        };
         match inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
                 Some(data) => {
@@ -232,14 +258,23 @@ impl Body for UpstreamBody {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                     *this.remaining -= len;
+                    if let Some(p) = progress {
+                        p.moved();
+                    }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 // Request trailers are never forwarded: they would be headers the gateway's
                 // rules never saw (identity or framing names among them). They end the body.
-                None => Poll::Ready(None),
+                None => {
+                    sent();
+                    Poll::Ready(None)
+                }
             },
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                sent();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

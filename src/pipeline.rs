@@ -16,7 +16,7 @@
 //! Every error on the way is a `GatewayError`, turned into a JSON response in one place.
 
 use crate::auth::{self, Decision};
-use crate::body::{ProxyBody, Started, UpstreamBody};
+use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Route, Shared, Worker};
 use crate::metrics::{MethodClass, RequestLabels};
@@ -172,9 +172,11 @@ async fn proxy(
     // 2. frame
     // (hyper already settled TE + CL: Content-Length is dropped, the body is read as chunked and
     // the connection closed after the answer, so nothing is forwarded ambiguously.)
-    let declared = match parts.headers.get(header::CONTENT_LENGTH) {
-        Some(v) => framing::content_length(v.as_bytes()),
-        None => None,
+    // hyper's reading of the length (it took the header), as the body will be read by it.
+    let declared = if parts.headers.contains_key(header::CONTENT_LENGTH) {
+        http_body::Body::size_hint(&body).exact()
+    } else {
+        None
     };
     if declared.is_some_and(|n| n > route.config.max_body) {
         return Err(GatewayError::BodyTooLarge);
@@ -284,7 +286,8 @@ async fn proxy(
     parts.uri = http::Uri::from(pq);
 
     // 6. forward
-    let req = Request::from_parts(parts, UpstreamBody::new(body, route.config.max_body));
+    let (upstream_body, progress) = UpstreamBody::new(body, route.config.max_body);
+    let req = Request::from_parts(parts, upstream_body);
     let sending = Instant::now();
     let sent = Box::pin(upstream::send(
         &worker.pool,
@@ -326,9 +329,14 @@ async fn proxy(
     };
     headers::sanitize_response(resp.headers_mut(), false);
     let (head, incoming) = resp.into_parts();
-    match ProxyBody::upstream(incoming, reusable.then_some(lease), route.config.timeout) {
-        Started::Body(body) => Ok(Response::from_parts(head, body)),
-        Started::Broken(e) => {
+    match ProxyBody::upstream(
+        incoming,
+        reusable.then_some(lease),
+        route.config.timeout,
+        progress,
+    ) {
+        Ok(body) => Ok(Response::from_parts(head, body)),
+        Err(e) => {
             tracing::warn!(upstream = %target.label, error = %e, "upstream response body refused");
             Err(GatewayError::UpstreamUnavailable)
         }
@@ -351,13 +359,29 @@ pub(crate) fn check_head(parts: &http::request::Parts) -> Result<(), GatewayErro
     if parts.version == Version::HTTP_11 || (http10 && parts.headers.contains_key(header::HOST)) {
         framing::single_host(values(header::HOST)).map_err(GatewayError::BadRequest)?;
     }
-    // An absolute-form target (or HTTP/2's `:authority`) is the host routed by and forwarded.
-    if let Some(authority) = parts.uri.authority()
-        && framing::valid_host(authority.as_str().as_bytes()).is_none()
-    {
-        return Err(GatewayError::BadRequest(
-            "the request target's authority is not a valid host name and port",
-        ));
+    // An absolute-form target (or HTTP/2's `:authority`) is the host routed by and forwarded;
+    // HTTP/2 without `:authority` goes by `Host`, held to HTTP/1.1's rule, and one with both
+    // must name one host (RFC 9113 §8.3.1).
+    match parts.uri.authority() {
+        Some(authority) => {
+            if framing::valid_host(authority.as_str().as_bytes()).is_none() {
+                return Err(GatewayError::BadRequest(
+                    "the request target's authority is not a valid host name and port",
+                ));
+            }
+            if parts.version >= Version::HTTP_2 && parts.headers.contains_key(header::HOST) {
+                let host = framing::single_host(values(header::HOST)).map_err(GatewayError::BadRequest)?;
+                if !host.eq_ignore_ascii_case(authority.as_str()) {
+                    return Err(GatewayError::BadRequest(
+                        "Host and :authority name different hosts",
+                    ));
+                }
+            }
+        }
+        None if parts.version >= Version::HTTP_2 => {
+            framing::single_host(values(header::HOST)).map_err(GatewayError::BadRequest)?;
+        }
+        None => {}
     }
     if parts.headers.contains_key(header::TRANSFER_ENCODING)
         && !framing::request_codings_ok(values(header::TRANSFER_ENCODING))
@@ -415,9 +439,14 @@ pub(crate) fn upstream_path<'p>(route: &Route, path: &'p str) -> Cow<'p, str> {
     if !route.config.strip_prefix {
         return Cow::Borrowed(path);
     }
-    let rest = path
-        .strip_prefix(route.config.path_prefix.trim_end_matches('/'))
-        .unwrap_or(path);
+    // The part of the path the prefix covered, however it was matched (`route::prefix_match`).
+    let prefix = route.config.path_prefix.trim_end_matches('/');
+    let covered = if prefix.is_empty() {
+        0
+    } else {
+        route::prefix_match(prefix, path).unwrap_or(0)
+    };
+    let rest = path.get(covered..).unwrap_or(path);
     if rest.starts_with('/') {
         Cow::Borrowed(rest)
     } else {

@@ -135,9 +135,48 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
 
 /// Whether `path` is `prefix` or lies beneath it on a segment boundary.
 pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-        None => false,
+    prefix_match(prefix, path).is_some()
+}
+
+/// How much of `path` (normalized) the route prefix `prefix` covers, in bytes, if it covers
+/// it on a segment boundary. Segments are compared as the most lenient common origin reads
+/// them, so that no origin serves a protected route's path through a laxer route: `;`
+/// parameters dropped (Tomcat, Jetty, Spring: `/admin;x/y` is `/admin/y`), trailing dots and
+/// spaces dropped (Windows, IIS), ASCII case ignored (case-insensitive file systems). What is
+/// forwarded is the path as normalized; only the choice of route is lenient.
+pub fn prefix_match(prefix: &str, path: &str) -> Option<usize> {
+    // The common case: the prefix as it is.
+    if let Some(rest) = path.strip_prefix(prefix)
+        && (prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
+    {
+        return Some(prefix.len());
+    }
+    let wants = prefix.trim_end_matches('/');
+    let mut at = 0;
+    for want in wants.split('/').skip(1) {
+        let rest = path.get(at..)?.strip_prefix('/')?;
+        let seg = rest.split('/').next().unwrap_or("");
+        if !fold(seg).eq_ignore_ascii_case(fold(want)) {
+            return None;
+        }
+        at += 1 + seg.len();
+    }
+    // `/api/` covers only what lies beneath `/api`.
+    let beneath = path.get(at..).is_some_and(|r| r.starts_with('/'));
+    (!prefix.ends_with('/') || prefix == "/" || beneath).then_some(at)
+}
+
+/// A path segment as lenient origins read it: without `;` parameters, trailing dots and
+/// spaces (raw or `%20`).
+fn fold(seg: &str) -> &str {
+    let mut seg = seg.split(';').next().unwrap_or("");
+    loop {
+        let trimmed = seg.trim_end_matches(['.', ' ']);
+        let trimmed = trimmed.strip_suffix("%20").unwrap_or(trimmed);
+        if trimmed.len() == seg.len() {
+            return seg;
+        }
+        seg = trimmed;
     }
 }
 
@@ -264,6 +303,34 @@ mod tests {
         assert!(!prefix_matches("/api", "/apix"));
         assert!(prefix_matches("/api/", "/api/x"));
         assert!(!prefix_matches("/api/", "/api"));
+    }
+
+    #[test]
+    fn prefixes_match_as_lenient_origins_read_paths() {
+        for path in [
+            "/private;x/y",
+            "/private;jsessionid=1/y",
+            "/PRIVATE/y",
+            "/Private",
+            "/private./y",
+            "/private%20/y",
+            "/private.%20./y",
+            "/a/b;c",
+        ] {
+            let prefix = if path.starts_with("/a/") {
+                "/a/b"
+            } else {
+                "/private"
+            };
+            assert!(prefix_matches(prefix, path), "{prefix} {path}");
+        }
+        for path in ["/privatex/y", "/priv/ate", "/p", "/private-x"] {
+            assert!(!prefix_matches("/private", path), "{path}");
+        }
+        assert_eq!(prefix_match("/private", "/private;x/y"), Some(10));
+        assert_eq!(prefix_match("/a/b", "/A;1/b./c"), Some(7));
+        assert_eq!(prefix_match("/api/", "/API;x"), None);
+        assert_eq!(prefix_match("/api/", "/API;x/1"), Some(6));
     }
 
     #[test]

@@ -274,11 +274,6 @@ where
     } else {
         (io, Vec::new())
     };
-    let builder = match version {
-        Version::H1 => None,
-        Version::H2 => Some(&ctx.http2_builder),
-        Version::Either => Some(&ctx.builder),
-    };
     // A request the fast path read and handed over is answered even if shutdown has begun:
     // the graceful close waits for hyper to have started on it.
     let handed_over = !replay.is_empty();
@@ -302,16 +297,24 @@ where
     });
     // A graceful close waits for hyper to have started on a request handed to it.
     let may_close = || !handed_over || started.started.load(Ordering::Relaxed);
-    let result = match builder {
-        // hyper-util's auto builder would still take an HTTP/2 preface: hyper's own HTTP/1.
-        None => {
+    let result = match version {
+        // hyper-util's auto builder sniffs the version even when told one (with upgrades):
+        // hyper's own HTTP/1, so an HTTP/2 preface is refused here.
+        Version::H1 => {
             let connection = ctx.http1_builder.serve_connection(io, service).with_upgrades();
             drive(connection, |c| c.graceful_shutdown(), &watch, may_close)
                 .await
                 .map_err(|e| e.to_string())
         }
-        Some(builder) => {
-            let connection = builder.serve_connection_with_upgrades(io, service);
+        // ALPN h2: HTTP/2 only (HTTP/2 has no Upgrade).
+        Version::H2 => {
+            let connection = ctx.http2_builder.serve_connection(io, service);
+            drive(connection, |c| c.graceful_shutdown(), &watch, may_close)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Version::Either => {
+            let connection = ctx.builder.serve_connection_with_upgrades(io, service);
             drive(connection, |c| c.graceful_shutdown(), &watch, may_close)
                 .await
                 .map_err(|e| e.to_string())

@@ -121,20 +121,26 @@ async fn verify_directly_and_log_out_everywhere() {
         status_of(&get_raw(gw.http, "/auth/verify", &verify("/../etc", None)).await),
         400
     );
-    // From a peer that is not a trusted proxy, X-Forwarded-* choose nothing: a valid session
-    // is required whatever route they name (SPEC §2.5).
-    for uri in ["/open/page", "/../etc"] {
-        let resp = get_raw(untrusting.http, "/auth/verify", &verify(uri, None)).await;
-        assert_eq!(status_of(&resp), 401, "{uri}: {resp}");
-    }
+    // From a peer that is not a trusted proxy, X-Forwarded-* choose nothing (SPEC §2.5): a
+    // caller naming a route that way is refused, one naming none needs a valid session.
     let theirs = mint(untrusting.admin, "alice", 1).await.remove(0);
-    let resp = get_raw(
-        untrusting.http,
-        "/auth/verify",
-        &verify("/open/page", Some(&theirs)),
-    )
-    .await;
-    assert_eq!(status_of(&resp), 200, "{resp}");
+    for (uri, token) in [
+        ("/open/page", None),
+        ("/../etc", None),
+        ("/open/page", Some(theirs.as_str())),
+    ] {
+        let resp = get_raw(untrusting.http, "/auth/verify", &verify(uri, token)).await;
+        assert_eq!(status_of(&resp), 403, "{uri}: {resp}");
+        assert_eq!(json_of(&resp)["error"], "untrusted_forwarded_headers");
+    }
+    assert_eq!(
+        status_of(&get_raw(untrusting.http, "/auth/verify", "").await),
+        401
+    );
+    assert_eq!(
+        status_of(&get_with_token(untrusting.http, "/auth/verify", &theirs).await),
+        200
+    );
     untrusting.stop().await;
 
     let listed = json_of(&get_with_token(gw.http, "/sessions", &tokens[1]).await);

@@ -2,10 +2,13 @@
 //! - `GET /auth/verify`: for nginx `auth_request`, Traefik ForwardAuth and Envoy ext_authz
 //!   (HTTP). The route — and so the policy — is found from `X-Forwarded-Host` and
 //!   `X-Forwarded-Uri`, **only when the caller is in `server.trusted_proxies`** (no matching
-//!   route: `authenticated`); from anyone else they are ignored and the strictest answer
-//!   applies: a valid session is required, whatever route they name (a public route's
-//!   policy would otherwise let anyone pass). The credential is the request's own. 200 with
-//!   the identity headers, or 401 / 403 (503 when the store is down).
+//!   route: `authenticated`). From anyone else they choose nothing, and the strictest answer
+//!   applies: a caller that names a route that way is refused (403
+//!   `untrusted_forwarded_headers`, logged, so a proxy missing from `trusted_proxies` shows
+//!   at once instead of having every route judged by one policy — a roles route would pass
+//!   any session, a public one would need one); a caller that names none needs a valid
+//!   session. The credential is the request's own. 200 with the identity headers, or 401 / 403
+//!   (503 when the store is down).
 //! - `GET /sessions`: the caller's sessions; `DELETE /sessions`: log out everywhere.
 
 use super::cookie::cookie_name;
@@ -42,6 +45,19 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
             .table
             .find(&host, &path)
             .map(|i| (i, &shared.routes.routes[i]))
+    } else if ["x-forwarded-host", "x-forwarded-uri", "x-forwarded-method"]
+        .iter()
+        .any(|n| h.contains_key(*n))
+    {
+        tracing::warn!(
+            peer = %conn.peer.ip(),
+            "/auth/verify: X-Forwarded-* from a peer not in server.trusted_proxies refused"
+        );
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "untrusted_forwarded_headers",
+            "X-Forwarded-Host, -Uri and -Method are read only from server.trusted_proxies",
+        );
     } else {
         None
     };

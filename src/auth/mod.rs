@@ -270,15 +270,31 @@ pub fn assertion(signer: &AssertionSigner, identity: &Identity, aud: &str) -> Op
     }
 }
 
-/// Removes the gateway's own credentials: a `pc1_` bearer token and the session cookie.
-pub fn remove_credentials(headers: &mut HeaderMap, cookie_name: &str) {
-    let ours = match bearer(headers) {
-        Ok(Some(t)) => t.starts_with(PREFIX),
-        Ok(None) => false,
-        Err(Oversized) => true,
+/// Whether an `Authorization` line carries the gateway's own token: scheme `Bearer` (any case,
+/// then spaces or tabs) and a `pc1_` token. Every such line is removed before forwarding,
+/// wherever it stands among the request's `Authorization` lines (both paths).
+pub fn is_own_authorization(value: &[u8]) -> bool {
+    let value = value.trim_ascii();
+    let Some(sep) = value.iter().position(|&b| b == b' ' || b == b'\t') else {
+        return false;
     };
-    if ours {
+    value[..sep].eq_ignore_ascii_case(b"bearer") && value[sep..].trim_ascii().starts_with(PREFIX.as_bytes())
+}
+
+/// Removes the gateway's own credentials: every `Authorization` line with a `pc1_` bearer
+/// token, and the session cookie.
+pub fn remove_credentials(headers: &mut HeaderMap, cookie_name: &str) {
+    let lines = headers.get_all(header::AUTHORIZATION);
+    if lines.iter().any(|v| is_own_authorization(v.as_bytes())) {
+        let kept: Vec<HeaderValue> = lines
+            .iter()
+            .filter(|v| !is_own_authorization(v.as_bytes()))
+            .cloned()
+            .collect();
         headers.remove(header::AUTHORIZATION);
+        for v in kept {
+            headers.append(header::AUTHORIZATION, v);
+        }
     }
     if !headers.contains_key(header::COOKIE) {
         return;

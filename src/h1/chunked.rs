@@ -7,6 +7,8 @@
 
 const MAX_SIZE_DIGITS: u8 = 15;
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Chunk-extension bytes in one body, as hyper's decoder counts them (the general path's).
+const MAX_EXTENSIONS: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -65,6 +67,7 @@ pub struct BadChunk(pub &'static str);
 pub struct Chunked {
     state: State,
     trailer_bytes: usize,
+    extension_bytes: usize,
 }
 
 impl Default for Chunked {
@@ -72,6 +75,7 @@ impl Default for Chunked {
         Chunked {
             state: State::Size { digits: 0, size: 0 },
             trailer_bytes: 0,
+            extension_bytes: 0,
         }
     }
 }
@@ -133,7 +137,13 @@ impl Chunked {
                 State::Space { size } => after_size(b, size)?,
                 State::Extension { size } => match b {
                     b'\r' => State::SizeLf { size },
-                    b'\t' | b' '..=b'~' | 0x80..=0xff => State::Extension { size },
+                    b'\t' | b' '..=b'~' | 0x80..=0xff => {
+                        self.extension_bytes += 1;
+                        if self.extension_bytes >= MAX_EXTENSIONS {
+                            return Err(BadChunk("chunk extensions over 16 KiB"));
+                        }
+                        State::Extension { size }
+                    }
                     _ => return Err(BadChunk("control character in a chunk extension")),
                 },
                 State::SizeLf { size } => match (b, size) {

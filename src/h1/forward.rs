@@ -23,7 +23,7 @@ use crate::proxy::stream::Stream;
 use crate::proxy::upstream::Upstreams;
 use crate::watch::ConnWatch;
 use http_body_util::BodyExt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A body at most this large, when it is all here, goes out in the same write as the head.
@@ -39,6 +39,8 @@ enum Failure {
     Bad(&'static str),
     /// The client went away while its body was being sent.
     ClientGone,
+    /// Nothing moved, either way, for the route's `timeout` while the body was being sent.
+    Stalled,
 }
 
 /// How a forwarded request was answered.
@@ -63,19 +65,6 @@ where
 {
     let route = &worker.shared.routes.routes[plan.route];
     let sending = Instant::now();
-    // `Expect: 100-continue` is the gateway's to answer, now that the request is authorized
-    // (it is never forwarded); a client that sent its body already needs no answer.
-    if plan.expect_continue && (b.pending().len() as u64) < b.body_left {
-        let sent = io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_ok() && io.flush().await.is_ok();
-        if !sent {
-            return Answered {
-                status: CLIENT_GONE,
-                target: None,
-                step: Step::Close,
-                head_at: Instant::now(),
-            };
-        }
-    }
     // The target being tried, known even when the timeout drops the exchange.
     let mut target = None;
     let exchanged = tokio::time::timeout(
@@ -144,9 +133,10 @@ async fn exchange<IO>(
     target: &mut Option<usize>,
 ) -> Result<(Stream, response::Head), Failure>
 where
-    IO: AsyncRead + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let upstreams = &worker.shared.routes.routes[plan.route].upstreams;
+    let route = &worker.shared.routes.routes[plan.route];
+    let (upstreams, idle) = (&route.upstreams, route.config.timeout);
     let head_len = b.out.len();
     let (mut up, mut pooled) = connect(worker, plan.route, upstreams, now, target).await?;
     let Some(t) = *target else {
@@ -155,7 +145,7 @@ where
     loop {
         b.out.truncate(head_len);
         super::request::finish_head(&mut b.out, upstreams.target(t).host_header());
-        match send(io, b, &mut up, plan, watch).await {
+        match send(io, b, &mut up, plan, watch, idle).await {
             Ok(head) => return Ok((up, head)),
             Err(Failure::Stale) if pooled && plan.retry_safe => {
                 up = match Box::pin(upstreams.dial(t)).await {
@@ -206,9 +196,10 @@ async fn send<IO>(
     up: &mut Stream,
     plan: &Plan,
     watch: &ConnWatch,
+    idle: Duration,
 ) -> Result<response::Head, Failure>
 where
-    IO: AsyncRead + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin,
 {
     if b.body_left > 0 && b.body_left <= INLINE_BODY && b.pending().len() as u64 >= b.body_left {
         let end = b.start + b.body_left as usize;
@@ -219,9 +210,18 @@ where
     b.upstream.clear();
     // A write that fails at once on a pooled connection means the upstream closed it.
     up.write_all(&b.out).await.map_err(|_| Failure::Stale)?;
+    // `Expect: 100-continue` is the gateway's to answer (it is never forwarded): now that the
+    // request is authorized and its head is with the upstream, as hyper's server answers it on
+    // the general path; a client that sent its body already needs no answer.
+    if plan.expect_continue && (b.pending().len() as u64) < b.body_left {
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| Failure::ClientGone)?;
+        io.flush().await.map_err(|_| Failure::ClientGone)?;
+    }
     loop {
         if b.body_left > 0 {
-            send_body(io, b, up).await?;
+            send_body(io, b, up, idle).await?;
         }
         if b.body_left == 0 {
             up.flush().await.map_err(|_| Failure::Upstream)?;
@@ -270,33 +270,48 @@ where
 /// Sends the rest of the body as the client sends it, until it is all sent or the upstream
 /// says something (what it said is then in `b.upstream`). Each write is one `write`, so
 /// stopping between two never leaves a piece half sent.
-async fn send_body<IO>(io: &mut IO, b: &mut Buffers, up: &mut Stream) -> Result<(), Failure>
+async fn send_body<IO>(io: &mut IO, b: &mut Buffers, up: &mut Stream, idle: Duration) -> Result<(), Failure>
 where
     IO: AsyncRead + Unpin,
 {
+    // Each wait (on the client's next bytes, or on the upstream taking them) is bounded by the
+    // route's `timeout`: an exchange in which nothing moves is broken off, as on the general
+    // path (`proxy::progress`).
     while b.body_left > 0 {
         b.upstream.reserve(8192);
         if b.pending().is_empty() {
             b.make_room();
             let (mut from_up, _) = tokio::io::split(&mut *up);
-            tokio::select! {
-                read = read_client(io, &mut b.input, None) => match read {
-                    Ok(n) if n > 0 => {}
-                    _ => return Err(Failure::ClientGone),
-                },
-                early = from_up.read_buf(&mut b.upstream) => return answered_early(early),
+            let waited = tokio::time::timeout(idle, async {
+                tokio::select! {
+                    read = read_client(io, &mut b.input, None) => match read {
+                        Ok(n) if n > 0 => Ok(None),
+                        _ => Err(Failure::ClientGone),
+                    },
+                    early = from_up.read_buf(&mut b.upstream) => Ok(Some(early)),
+                }
+            });
+            match waited.await.map_err(|_| Failure::Stalled)?? {
+                None => {}
+                Some(early) => return answered_early(early),
             }
         }
         let n = (b.pending().len() as u64).min(b.body_left) as usize;
         let chunk = &b.input[b.start..b.start + n];
         let (mut from_up, mut to_up) = tokio::io::split(&mut *up);
-        let sent = tokio::select! {
-            written = to_up.write(chunk) => match written {
-                Ok(sent) if sent > 0 => sent,
-                // It may have answered, then closed: what it said is still readable.
-                _ => return answered_early(Ok(read_now(&mut from_up, &mut b.upstream))),
-            },
-            early = from_up.read_buf(&mut b.upstream) => return answered_early(early),
+        let waited = tokio::time::timeout(idle, async {
+            tokio::select! {
+                written = to_up.write(chunk) => match written {
+                    Ok(sent) if sent > 0 => Ok(sent),
+                    // It may have answered, then closed: what it said is still readable.
+                    _ => Err(answered_early(Ok(read_now(&mut from_up, &mut b.upstream)))),
+                },
+                early = from_up.read_buf(&mut b.upstream) => Err(answered_early(early)),
+            }
+        });
+        let sent = match waited.await.map_err(|_| Failure::Stalled)? {
+            Ok(sent) => sent,
+            Err(answered) => return answered,
         };
         b.start += sent;
         b.body_left -= sent as u64;
@@ -480,7 +495,7 @@ where
     b.upstream.clear();
     b.upstream.reserve(16 * 1024);
     while *sending && b.body_left > 0 {
-        match send_body(io, b, up).await {
+        match send_body(io, b, up, idle).await {
             // Sent all, or the upstream said more: read it below.
             Ok(()) => break,
             Err(_) => *sending = false,

@@ -305,20 +305,13 @@ pub fn write_head(
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    // As `auth::remove_credentials`: when the first `Authorization` holds the gateway's own
-    // token (or an oversized one), every `Authorization` goes.
-    let drop_authorization = add.strip_credentials.is_some()
-        && match crate::auth::bearer_in(seen.authorization) {
-            Ok(Some(t)) => t.starts_with(crate::session::token::PREFIX),
-            Ok(None) => false,
-            Err(_) => true,
-        };
     for (h, kind) in req.headers.iter().zip(seen.kinds.iter()) {
         match kind {
             Kind::Drop => {}
             Kind::Keep => lower_line(out, h.name.as_bytes(), h.value),
+            // As `auth::remove_credentials`: a line with the gateway's own token goes.
             Kind::Authorization => {
-                if !drop_authorization {
+                if add.strip_credentials.is_none() || !crate::auth::is_own_authorization(h.value) {
                     lower_line(out, h.name.as_bytes(), h.value);
                 }
             }
@@ -614,7 +607,15 @@ mod tests {
     fn content_lengths() {
         assert_eq!(content_length(b"0"), Some(0));
         assert_eq!(content_length(b"123"), Some(123));
-        for bad in [&b""[..], b"-1", b"1 ", b"0x10", b"9999999999999999999"] {
+        assert_eq!(content_length(b"00000000000000000005"), Some(5));
+        for bad in [
+            &b""[..],
+            b"-1",
+            b"1 ",
+            b"0x10",
+            b"18446744073709551616",
+            b"99999999999999999999",
+        ] {
             assert_eq!(content_length(bad), None);
         }
     }

@@ -36,11 +36,9 @@ pub enum Parsed {
 }
 
 /// What an upstream header becomes for the client.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Keep,
-    /// `Content-Length`: kept as it is only where the framing does not write its own.
-    Length,
     Drop,
 }
 
@@ -81,7 +79,7 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
         _ => {}
     }
     let http11 = resp.version == Some(1);
-    let mut framing = ResponseFraming::default();
+    let mut rule = ResponseFraming::default();
     let mut upstream_close = !http11;
     let mut has_date = false;
     let mut nominated = false;
@@ -91,14 +89,11 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
         let name = h.name;
         *kind = match name.len() {
             14 if name.eq_ignore_ascii_case("content-length") => {
-                if framing.content_length(h.value) {
-                    Kind::Length
-                } else {
-                    Kind::Drop
-                }
+                rule.content_length(h.value);
+                Kind::Drop
             }
             17 if name.eq_ignore_ascii_case("transfer-encoding") => {
-                framing.transfer_encoding(h.value, http11);
+                rule.transfer_encoding(h.value, http11);
                 Kind::Drop
             }
             10 if name.eq_ignore_ascii_case("connection") => {
@@ -124,8 +119,8 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
             _ => Kind::Keep,
         };
     }
-    let trustworthy = framing.trustworthy();
-    let framing = framing.settle(status, extra.head_request)?;
+    let trustworthy = rule.trustworthy();
+    let framing = rule.settle(status, extra.head_request)?;
     // Both Transfer-Encoding and Content-Length: chunked wins, and the connection is not trusted
     // with another message (RFC 9112 §6.3). A body that ends when the upstream closes is
     // re-framed as chunks for the client, whose connection stays open.
@@ -153,26 +148,18 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
                 .flat_map(|v| v.split(','))
                 .any(|t| t.trim().eq_ignore_ascii_case(name))
     };
-    // A HEAD or 304 answer's length describes the representation: it stays.
-    let keep_length = framing == Framing::Empty && status != 204;
     for (h, kind) in resp.headers.iter().zip(kinds.iter()) {
-        let keep = match kind {
-            Kind::Keep => !named(h.name),
-            Kind::Length => keep_length,
-            Kind::Drop => false,
-        };
-        if keep {
+        if *kind == Kind::Keep && !named(h.name) {
             line(out, h.name.as_bytes(), h.value);
         }
     }
-    match framing {
-        Framing::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        Framing::Chunked | Framing::UntilClose => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::Empty => {}
+    if let Some(n) = rule.client_length(framing, status) {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if matches!(framing, Framing::Chunked | Framing::UntilClose) {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     line(out, b"x-request-id", extra.request_id);
     if !has_date {
@@ -297,7 +284,7 @@ mod tests {
     fn head_answers_keep_their_length_and_have_no_body() {
         let (h, out) = head("HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n", true, false).unwrap();
         assert_eq!(h.framing, Framing::Empty);
-        assert!(out.contains("Content-Length: 42\r\n"), "{out}");
+        assert!(out.contains("content-length: 42\r\n"), "{out}");
     }
 
     #[test]

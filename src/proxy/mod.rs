@@ -3,5 +3,6 @@
 pub mod framing;
 pub mod headers;
 pub mod pool;
+pub mod progress;
 pub mod stream;
 pub mod upstream;

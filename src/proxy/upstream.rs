@@ -17,8 +17,8 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -52,10 +52,7 @@ pub struct Upstreams {
     tls: tokio_rustls::TlsConnector,
 }
 
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
+use crate::proxy::progress::now_ms;
 
 impl Upstreams {
     pub fn new(
@@ -331,11 +328,11 @@ async fn attempt(
             Ok(resp) => return Ok((resp, sender)),
             Err(mut e) => match (e.take_message(), again) {
                 (Some(unsent), _) => req = unsent,
-                (None, Some(copy)) => {
+                (None, Some(copy)) if closed_before_answer(e.error()) => {
                     req = copy;
                     break;
                 }
-                (None, None) => return Err(Failure::Other(classify(label, e.error()))),
+                (None, _) => return Err(Failure::Other(classify(label, e.error()))),
             },
         }
     }
@@ -354,6 +351,28 @@ async fn attempt(
             None => Err(Failure::Other(classify(label, e.error()))),
         },
     }
+}
+
+/// Whether hyper's error says the connection ended before any answer (closed, reset, broken
+/// pipe), as the fast path's `Stale`; a malformed or cut answer is not that.
+fn closed_before_answer(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The same request with no body, to send again after a stale connection.

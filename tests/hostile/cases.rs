@@ -49,7 +49,109 @@ pub fn all() -> Vec<Case> {
     identities(&mut cases);
     pipelining(&mut cases);
     forwarding(&mut cases);
+    second_round(&mut cases);
     cases
+}
+
+/// What a second hostile look found (after the first fixes): path spellings lenient origins
+/// serve under a protected prefix, path-override headers, the gateway's own token in a second
+/// `Authorization` line, 20-digit lengths, and origins that answer before reading the body.
+fn second_round(cases: &mut Vec<Case>) {
+    for (name, target) in [
+        ("path parameter", "/private;x/y"),
+        ("jsessionid", "/private;jsessionid=1/y"),
+        ("upper case", "/PRIVATE/y"),
+        ("trailing dot", "/private./y"),
+        ("trailing %20", "/private%20/y"),
+        ("trailing %2e", "/private%2e/y"),
+        ("parameter and case", "/Private;a=b"),
+    ] {
+        let raw = format!("GET {target} HTTP/1.1\r\n{H}\r\n");
+        cases.push(
+            Case::new("lenient path", format!("{name} on a protected prefix"), raw)
+                .status(&[401])
+                .forwarded(0),
+        );
+    }
+    cases.push(
+        Case::new(
+            "lenient path",
+            "parameter on a role prefix, with a token",
+            format!("GET /ops;a=b/x HTTP/1.1\r\n{H}Authorization: Bearer TOKEN\r\n\r\n"),
+        )
+        .status(&[403])
+        .forwarded(0),
+    );
+    for header in [
+        "X-Original-URL: /private/x",
+        "X-Rewrite-URL: /private/x",
+        "x_original_url: /private/x",
+    ] {
+        let raw = format!("GET / HTTP/1.1\r\n{H}{header}\r\n\r\n");
+        cases.push(Case::new("path override", header.to_string(), raw).status(&[200]));
+    }
+    for (name, lines) in [
+        (
+            "Basic, then the gateway's Bearer",
+            "Authorization: Basic Zm9v\r\nAuthorization: Bearer TOKEN\r\n",
+        ),
+        ("Bearer and a tab", "Authorization: Bearer\tTOKEN\r\n"),
+        (
+            "lower-case scheme, many spaces",
+            "Authorization: bearer    TOKEN\r\n",
+        ),
+        (
+            "the gateway's Bearer with junk, and its cookie",
+            "Authorization: Bearer TOKEN<ff>\r\nCookie: portcullis=TOKEN\r\n",
+        ),
+    ] {
+        let raw = format!("GET / HTTP/1.1\r\n{H}{lines}\r\n");
+        cases.push(Case::new("own credential", name, b(&raw)).status(&[200]));
+    }
+    let n = SMUGGLED.len();
+    cases.push(
+        Case::new(
+            "content-length",
+            "20 digits",
+            format!("POST / HTTP/1.1\r\n{H}Content-Length: {n:020}\r\n\r\n{SMUGGLED}"),
+        )
+        .status(&[200]),
+    );
+    cases.push(
+        Case::new(
+            "content-length",
+            "19 digits over max_body",
+            format!("POST /small HTTP/1.1\r\n{H}Content-Length: 1000000000000000000\r\n\r\nabcd"),
+        )
+        .status(&[413])
+        .forwarded(0),
+    );
+    let early = |target: &str| {
+        format!("POST {target} HTTP/1.1\r\n{H}X-Answer-Early: 1\r\nContent-Length: {n}\r\n\r\n")
+    };
+    cases.push(
+        Case::new(
+            "early origin",
+            "complete answer before the body, then the body",
+            early("/e"),
+        )
+        .then(SMUGGLED)
+        .status(&[200]),
+    );
+    cases.push(
+        Case::new(
+            "early origin",
+            "partial answer, then the client stalls",
+            format!("POST /stall HTTP/1.1\r\n{H}X-Answer-Early: 1\r\nContent-Length: 10\r\n\r\nhello"),
+        )
+        .script(std::sync::Arc::new(|req: &super::upstream::Recorded| {
+            (req.target == "/stall")
+                .then(|| super::upstream::Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello"))
+        }))
+        .answers(0..=1)
+        .may_cut()
+        .check(|o| closed(o, "a stalled exchange")),
+    );
 }
 
 /// CL.TE and TE.CL with every Transfer-Encoding obfuscation: whatever the gateway makes of
@@ -1078,7 +1180,16 @@ fn forwarding(cases: &mut Vec<Case>) {
             "verify: untrusted caller naming a public route",
             verify(""),
         )
-        .status(&[401])
+        .status(&[403])
+        .forwarded(0),
+    );
+    cases.push(
+        Case::new(
+            "forwarding",
+            "verify: untrusted caller naming no route",
+            format!("GET /auth/verify HTTP/1.1\r\n{H}Authorization: Bearer TOKEN\r\n\r\n"),
+        )
+        .status(&[200])
         .forwarded(0),
     );
     cases.push(
@@ -1094,10 +1205,10 @@ fn forwarding(cases: &mut Vec<Case>) {
     cases.push(
         Case::new(
             "forwarding",
-            "verify: untrusted caller with a token",
+            "verify: untrusted caller with a token naming a role route",
             verify("Authorization: Bearer TOKEN\r\n").replace("/public", "/ops/x"),
         )
-        .status(&[200])
+        .status(&[403])
         .forwarded(0),
     );
     cases.push(

@@ -116,3 +116,50 @@ async fn finding_7_one_timeout_across_retries_on_both_paths() {
         gw.stop().await;
     }
 }
+
+/// Second round: an upstream that answers before the request body is in (an early 401, a
+/// 0.CL origin). The body the client sends afterwards must never reach that connection, and
+/// the connection must never serve another client (the general path once pooled it while
+/// the body was still due: the next client's request queued behind the smuggled one, and got
+/// its answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_round_an_answer_before_the_body_never_poisons_the_pool() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = "GET /SMUGGLED HTTP/1.1\r\nHost: localhost\r\nX-Auth-User: admin\r\n\r\n";
+    for fast in [true, false] {
+        let up = super::upstream::Strict::start().await;
+        let gw = Gateway::start(&super::config(up.addr, fast));
+        let mut attacker = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+        let head = format!(
+            "POST /a HTTP/1.1\r\nHost: localhost\r\nX-Answer-Early: 1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        attacker.write_all(head.as_bytes()).await.unwrap();
+        let mut got = [0u8; 256];
+        let n = tokio::time::timeout(Duration::from_secs(3), attacker.read(&mut got))
+            .await
+            .expect("the early answer")
+            .unwrap();
+        assert!(got[..n].starts_with(b"HTTP/1.1 200"), "fast path {fast}");
+        let victim = tokio::spawn(get_raw(gw.http, "/victim", ""));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = attacker.write_all(body.as_bytes()).await;
+        let answer = victim.await.unwrap();
+        assert_eq!(status_of(&answer), 200, "fast path {fast}: {answer}");
+        assert!(
+            answer.ends_with("GET /victim"),
+            "fast path {fast}: the victim got another answer: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for event in up.events() {
+            if let super::upstream::Event::Request(r) = &event {
+                assert!(!r.target.contains("SMUGGLED"), "fast path {fast}: {event:?}");
+            }
+            assert!(
+                !matches!(event, super::upstream::Event::Garbage { .. }),
+                "fast path {fast}: {event:?}"
+            );
+        }
+        gw.stop().await;
+    }
+}

@@ -19,7 +19,9 @@ mod client;
 #[path = "../common/mod.rs"]
 mod common;
 mod findings;
+mod h2;
 mod misbehaving;
+mod second_look;
 mod upstream;
 
 use client::Exchange;
@@ -295,8 +297,20 @@ fn check_one(case: &Case, side: &str, out: &Outcome) -> Vec<String> {
                 }
                 for (name, value) in r.headers.iter().chain(r.trailers.iter()) {
                     let lower = name.to_ascii_lowercase();
-                    if matches!(lower.as_str(), "expect" | "http2-settings") {
+                    if matches!(
+                        lower.replace('_', "-").as_str(),
+                        "expect" | "http2-settings" | "x-original-url" | "x-rewrite-url"
+                    ) {
                         bad.push(format!("{side}: `{name}` reached the upstream"));
+                    }
+                    let text = String::from_utf8_lossy(value).to_ascii_lowercase();
+                    if text.contains("bearer pc1_")
+                        || text.contains("bearer\tpc1_")
+                        || text.contains("portcullis=")
+                    {
+                        bad.push(format!(
+                            "{side}: the gateway's own credential reached the upstream in `{name}`"
+                        ));
                     }
                     if lower == "upgrade" && !case.tunnel {
                         bad.push(format!(
@@ -351,10 +365,13 @@ fn check_one(case: &Case, side: &str, out: &Outcome) -> Vec<String> {
 
 /// What the upstream saw, comparable across paths: header lines sorted, the request id and
 /// the values that differ by session (or by the upstream's own address) left out.
+/// A request that broke off is left out: when body bytes went out before the break is a matter
+/// of timing, not of what either path decided.
 fn comparable(events: &[Event], upstream: std::net::SocketAddr) -> Vec<String> {
     let own = upstream.to_string();
     events
         .iter()
+        .filter(|e| !matches!(e, Event::Truncated(_)))
         .map(|e| match e {
             Event::Request(r) => {
                 let mut lines: Vec<String> = r
@@ -378,7 +395,6 @@ fn comparable(events: &[Event], upstream: std::net::SocketAddr) -> Vec<String> {
                     String::from_utf8_lossy(&r.body)
                 )
             }
-            Event::Truncated(_) => "truncated".into(),
             other => format!("{other:?}"),
         })
         .collect()
@@ -402,10 +418,15 @@ pub async fn run_all(title: &str, cases: Vec<Case>) {
                 "the paths answered differently: fast {sa:?}, general {sb:?}"
             ));
         }
-        let (ua, ub) = (
+        let (mut ua, mut ub) = (
             comparable(&a.events, fast.upstream.addr),
             comparable(&b.events, general.upstream.addr),
         );
+        if case.may_cut {
+            // Cut off answers close the connection: what follows depends on when the cut came.
+            ua.truncate(1);
+            ub.truncate(1);
+        }
         if ua != ub {
             bad.push(format!(
                 "the paths sent the upstream different requests:\nfast:    {ua:#?}\ngeneral: {ub:#?}"
@@ -437,7 +458,8 @@ pub async fn run_all(title: &str, cases: Vec<Case>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_on_both_paths() {
-    let cases = cases::all();
+    let mut cases = cases::all();
+    cases.extend(second_look::all());
     assert!(cases.len() >= 150, "{} client cases", cases.len());
     run_all("client", cases).await;
 }

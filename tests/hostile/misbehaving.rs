@@ -17,7 +17,7 @@ fn on_first(bytes: &'static str, after: After) -> Script {
     })
 }
 
-fn on_first_owned(bytes: Vec<u8>, after: After) -> Script {
+pub(super) fn on_first_owned(bytes: Vec<u8>, after: After) -> Script {
     Arc::new(move |req| {
         (req.target == "/first").then(|| Reply {
             bytes: bytes.clone(),
@@ -214,6 +214,18 @@ pub fn all() -> Vec<Case> {
         )
         .may_cut(),
     ];
+    let extensions = format!(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;{}\r\nok\r\n0\r\n\r\n",
+        "e".repeat(20_000)
+    );
+    cases.push(
+        case(
+            "chunk extensions over 16 KiB",
+            on_first_owned(extensions.into_bytes(), KeepAlive),
+            502,
+        )
+        .may_cut(),
+    );
     let many_interim =
         "HTTP/1.1 100 Continue\r\n\r\n".repeat(50) + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     cases.push(case(

@@ -2,8 +2,9 @@
 //! careful origin server would (CRLF only, one framing, strict chunks) and records each as it
 //! understood it, so a desync shows as a request the client never sent. It also plays the
 //! dangerous origin: it answers `Expect: 100-continue` with an early 417 without reading the
-//! body (the 0.CL setup) and accepts every `Upgrade` with a 101, then echoes (as hypercorn
-//! does for h2c). A test can script other answers (`Script`).
+//! body (the 0.CL setup), answers a request carrying `X-Answer-Early` as soon as its head is in
+//! (same), and accepts every `Upgrade` with a 101, then echoes (as hypercorn does for h2c). A
+//! test can script other answers (`Script`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -113,6 +114,9 @@ pub fn default_reply(req: &Recorded) -> Reply {
     }
     if req.has("expect") {
         return Reply::keep("HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
+    }
+    if req.has("x-answer-early") {
+        return Reply::keep("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     }
     let body = format!("{} {}", req.method, req.target);
     let mut bytes = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
@@ -257,8 +261,8 @@ enum Parse {
 
 /// Reads one request strictly: CRLF line ends only, HTTP/1.1, one `Host`, at most one framing
 /// header (one `Content-Length` of digits, or one `Transfer-Encoding: chunked`). A request with
-/// `Expect` is complete at its head (the body is left unread, as an early-answering origin
-/// leaves it).
+/// `Expect` or `X-Answer-Early` is complete at its head (the body is left unread, as an
+/// early-answering origin leaves it).
 fn parse_request(buf: &[u8]) -> Parse {
     let Some(head_end) = find(buf, b"\r\n\r\n").map(|i| i + 4) else {
         if buf.len() > 64 * 1024 {
@@ -310,7 +314,7 @@ fn parse_request(buf: &[u8]) -> Parse {
             "{cls} Content-Length and {tes} Transfer-Encoding headers"
         ));
     }
-    if rec.has("expect") {
+    if rec.has("expect") || rec.has("x-answer-early") {
         return Parse::Complete(rec, head_end);
     }
     let rest = &buf[head_end..];
