@@ -18,6 +18,14 @@ need() {
 need curl curl
 need redis-server redis-server
 need nginx nginx-light
+# The browser tests (tests/browser.rs): Debian's Chromium, driven by Playwright from npm.
+need chromium chromium
+need node nodejs
+need npm npm
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== npm ci (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

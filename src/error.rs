@@ -87,6 +87,25 @@ impl GatewayError {
         )
     }
 
+    /// The answer for a browser navigation (SPEC §4): the same status and headers, an HTML
+    /// page for a body (`site`: `[ui] title`; `login`: the login page's path). A login
+    /// redirect stays a redirect.
+    pub fn into_page(self, site: &str, login: &str) -> Response<ProxyBody> {
+        if matches!(self, GatewayError::LoginRedirect(_)) {
+            return self.into_response();
+        }
+        let status = self.status();
+        let (mut parts, _) = self.into_response().into_parts();
+        let (page, body) =
+            crate::pages::respond(status, crate::pages::error_page(site, status, login)).into_parts();
+        for (name, value) in page.headers {
+            if let Some(name) = name {
+                parts.headers.insert(name, value);
+            }
+        }
+        Response::from_parts(parts, body)
+    }
+
     pub fn into_response(self) -> Response<ProxyBody> {
         let mut resp = json_error(self.status(), self.code(), &self.to_string());
         match &self {

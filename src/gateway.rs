@@ -77,6 +77,8 @@ pub struct Shared {
     /// The identity header names, stripped from every client request.
     pub identity_headers: Vec<HeaderName>,
     pub cookie_name: String,
+    /// `[ui] title`: the site's name on every page.
+    pub ui_title: String,
     pub api: crate::api::Api,
     pub assertion: Option<Arc<AssertionSigner>>,
     pub jwt_issuers: Arc<Vec<Issuer>>,
@@ -105,6 +107,7 @@ impl Shared {
             header_names: config.headers.clone(),
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
+            ui_title: config.ui_title.clone(),
             api: crate::api::Api::new(config, metrics.clone(), lasting.passwords.clone()),
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
@@ -118,6 +121,19 @@ impl Shared {
             },
             metrics,
         })
+    }
+
+    /// A refusal as the client gets it: an HTML page for a browser navigation, else JSON.
+    pub fn answer(
+        &self,
+        error: crate::error::GatewayError,
+        navigation: bool,
+    ) -> http::Response<crate::body::ProxyBody> {
+        if navigation {
+            error.into_page(&self.ui_title, &self.api.url("/auth/login"))
+        } else {
+            error.into_response()
+        }
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {

@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod h1;
 pub mod io;
 pub mod metrics;
+pub mod pages;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;

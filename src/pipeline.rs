@@ -54,12 +54,16 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
     let request_id_value = request_id.header_value();
     let method = req.method().clone();
     let http1 = req.version() < Version::HTTP_2;
+    let navigation = auth::is_browser_navigation(
+        method.as_str(),
+        req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes),
+    );
     let mut trace = Trace::default();
     let mut resp = match proxy(worker, req, conn, trusted, &request_id_value, &mut trace).await {
         Ok(resp) => resp,
         Err(e) => {
             let close = http1 && e.closes_connection();
-            let mut resp = e.into_response();
+            let mut resp = worker.shared.answer(e, navigation);
             if close {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -190,7 +190,8 @@ async fn walk(backing: Backing) {
         ),
     )
     .await;
-    assert_eq!(a.status, 400, "{kind}: a code logs in once");
+    assert_eq!(a.status, 404, "{kind}: a code logs in once");
+    assert!(String::from_utf8_lossy(&a.body).contains("unknown or has expired"));
 
     // 6. POST /sessions/renew → a new token; the old one stops working (on both instances).
     let a = http_request(
@@ -269,17 +270,21 @@ async fn the_login_page_escapes_and_signs_browsers_in() {
     let (up, _stop) = upstream::whoami().await;
     let gw = Gateway::start(&(base_toml() + USERS + &route("app", "/app", &[up], "")));
 
-    let a = http_request(
-        gw.http,
-        get("/auth/login?code=%3Cscript%3Ealert(1)%3C/script%3E&rd=%22%3E%3Cimg%20src=x%3E"),
-    )
-    .await;
+    let a = http_request(gw.http, get("/auth/login?rd=%22%3E%3Cimg%20src=x%3E")).await;
     assert_eq!(a.status, 200);
     let page = String::from_utf8_lossy(&a.body);
-    assert!(!page.contains("<script>alert"), "{page}");
     assert!(!page.contains("<img"), "{page}");
-    assert!(page.contains("&lt;script&gt;"));
+    assert!(page.contains("&quot;&gt;&lt;img"), "{page}");
     assert_eq!(a.headers["x-frame-options"], "DENY");
+    // An unknown code is said at once, before any password is asked, and never echoed.
+    let a = http_request(gw.http, get("/auth/login?code=%3Cscript%3Ealert(1)%3C/script%3E")).await;
+    assert_eq!(a.status, 404);
+    let page = String::from_utf8_lossy(&a.body);
+    assert!(
+        !page.contains("<script>alert") && !page.contains("type=\"password\""),
+        "{page}"
+    );
+    assert!(page.contains("unknown or has expired"), "{page}");
 
     // Without a code: a cookie session and 303 to a safe rd (never off-site).
     for (rd, to) in [("/app/home", "/app/home"), ("//evil.example", "/")] {
@@ -426,4 +431,60 @@ async fn an_empty_form_post_is_the_store_protocol_and_cookies_cannot_renew_cross
         200,
         "the session is untouched"
     );
+}
+
+/// Deny on the device page ends the pending session: its token opens nothing, the status
+/// socket says `denied`, the code cannot be approved afterwards. The page named the device.
+#[tokio::test]
+async fn deny_refuses_the_device_and_the_socket_says_so() {
+    let backing = Backing::embedded();
+    let (up, _stop) = upstream::whoami().await;
+    let gw = Gateway::start(&config(&backing, up, ""));
+    let mut create = request("POST", "/sessions", None, "");
+    create
+        .headers_mut()
+        .insert("user-agent", "TV-Remote/1.0 <b>".parse().unwrap());
+    let a = http_request(gw.http, create).await;
+    let (token, code) = (
+        a.json()["token"].as_str().unwrap().to_string(),
+        a.json()["user_code"].as_str().unwrap().to_string(),
+    );
+    let mut ws = status_socket(gw.http, &token).await;
+    assert_eq!(frame(&mut ws).await["status"], "pending");
+
+    let page = http_request(gw.http, get(&format!("/auth/login?code={code}"))).await;
+    let html = String::from_utf8_lossy(&page.body);
+    assert_eq!(page.status, 200);
+    assert!(
+        html.contains("TV-Remote/1.0 &lt;b&gt;") && html.contains("127.0.0.1"),
+        "{html}"
+    );
+    assert!(
+        html.contains("value=\"approve\"") && html.contains("value=\"deny\""),
+        "{html}"
+    );
+
+    let a = http_request(
+        gw.http,
+        form("/auth/login", &format!("code={code}&decision=deny")),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert!(String::from_utf8_lossy(&a.body).contains("Request denied"));
+    assert_eq!(frame(&mut ws).await, serde_json::json!({"status": "denied"}));
+    closed(&mut ws).await;
+
+    let a = http_request(gw.http, bearer(get("/users/me"), &token)).await;
+    assert_eq!(a.status, 401, "a denied session opens nothing");
+    let a = http_request(
+        gw.http,
+        form(
+            "/auth/login",
+            &format!("username=alice&password=alice-password&code={code}&decision=approve"),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, 404, "a denied code cannot be approved");
+    let mut ws = status_socket(gw.http, &token).await;
+    assert_eq!(frame(&mut ws).await, serde_json::json!({"status": "denied"}));
 }

@@ -79,19 +79,23 @@ pub fn cross_site(headers: &HeaderMap, host: Option<&str>) -> bool {
     cross_site_in(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), host)
 }
 
-/// `cross_site` over a request's header lines, as both proxy paths hold them: any
-/// `Sec-Fetch-Site: cross-site`, or any `Origin` that is `null`, not text, or another host.
-/// Every line counts, so a second line cannot hide the first.
+/// `cross_site` over a request's header lines, as both proxy paths hold them. A browser's
+/// `Sec-Fetch-Site` is authoritative where present (every current browser sends it): only
+/// `same-origin` (and `none`, a navigation the user started) is this site; `same-site` (a
+/// sibling host) and `cross-site` are not, and every line counts, so a second cannot hide the
+/// first. Without it (older browsers), `Origin` decides: `null`, not text, or another host is
+/// another site. Under `Referrer-Policy: no-referrer` Chromium posts a page's own form with
+/// `Origin: null` and `Sec-Fetch-Site: same-origin`: this site.
 pub fn cross_site_in<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>, host: Option<&str>) -> bool {
     let host = host.unwrap_or("");
+    let mut fetch_site: Option<bool> = None;
     let mut origin_cross = false;
     for (name, value) in headers {
-        if name.eq_ignore_ascii_case("sec-fetch-site")
-            && value.trim_ascii().eq_ignore_ascii_case(b"cross-site")
-        {
-            return true;
-        }
-        if name.eq_ignore_ascii_case("origin") {
+        if name.eq_ignore_ascii_case("sec-fetch-site") {
+            let value = value.trim_ascii();
+            let same = value.eq_ignore_ascii_case(b"same-origin") || value.eq_ignore_ascii_case(b"none");
+            fetch_site = Some(fetch_site.unwrap_or(false) || !same);
+        } else if name.eq_ignore_ascii_case("origin") {
             origin_cross |= match crate::auth::header_text(value) {
                 Some(origin) => {
                     let origin = origin.trim();
@@ -102,7 +106,7 @@ pub fn cross_site_in<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>, hos
             };
         }
     }
-    origin_cross
+    fetch_site.unwrap_or(origin_cross)
 }
 
 /// The live session behind the request's credential, or the reason there is none.
@@ -285,6 +289,23 @@ pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
                 r.headers_mut().insert(header::LOCATION, v);
             }
             r
+        }
+        // A person who signed out in a browser gets a page that says so, with a way back.
+        None if crate::auth::is_browser_navigation(
+            req.method().as_str(),
+            req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes),
+        ) =>
+        {
+            let login = shared.api.url("/auth/login");
+            let body = format!(
+                "<p>You are signed out of {}. Your session has ended on this device.</p>\n{}",
+                crate::pages::escape(&shared.ui_title),
+                crate::pages::button_link(&login, "Sign in again")
+            );
+            crate::pages::respond(
+                StatusCode::OK,
+                crate::pages::page(&shared.ui_title, "Signed out", &body),
+            )
         }
         None => json_response(StatusCode::OK, "{}".into()),
     };

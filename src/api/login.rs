@@ -1,13 +1,15 @@
-//! The login page (SPEC §2.1): `GET /auth/login[?code=…][&rd=…]` is a plain HTML form that
-//! works without JavaScript; with a code it shows the code so the person can check it against
-//! the one on their device. `POST /auth/login` (form: username, password, code?, rd?) logs the
-//! pending session with that code in, or, without a code, starts a cookie session and sends
-//! the browser on to `rd` (303; same-origin relative paths only).
+//! The sign-in pages (SPEC §2.1, §4), plain HTML forms that work without JavaScript:
+//! - `GET /auth/login[?rd=…]`: username and password; `POST` makes a cookie session and sends
+//!   the browser on to `rd` (303; same-origin relative paths only).
+//! - `GET /auth/login?code=…`: a device asks to sign in. The page names the device (user agent,
+//!   address, when) and offers Approve (with the person's password) and Deny; an unknown or
+//!   expired code is said at once, before any password is asked. `POST` with `decision =
+//!   approve` activates that pending session, `deny` refuses it (its status socket says so).
+//! - `GET /auth/device`: a form to type the code the device shows (RFC 8628 style).
 //!
-//! Security rules: everything shown is HTML-escaped; the page forbids framing, scripts and
-//! caching (`Content-Security-Policy`, `X-Frame-Options`, `Cache-Control: no-store`) and sends
-//! no referrer (the code is in the URL); cross-site posts are refused (login CSRF); the same
-//! rate limits and password checks as every other login apply.
+//! Security rules: everything shown is HTML-escaped (`pages`); cross-site posts are refused
+//! (login CSRF; `Sec-Fetch-Site` is authoritative); the same rate limits and password checks as
+//! every other login apply, and Deny counts against the per-address limit.
 
 use super::cookie::{authority, cookie_name, cross_site, set_cookie};
 use super::forms;
@@ -15,150 +17,198 @@ use super::pending::meta;
 use super::{LoginRefused, forms::safe_redirect};
 use crate::body::ProxyBody;
 use crate::gateway::{ConnInfo, Shared};
+use crate::pages::{self, escape};
+use crate::session::Session;
 use crate::session::lifecycle::{display_code, normalize_code};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::fmt::Write;
 
-/// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// What the page shows besides the form.
-struct Page<'a> {
-    /// Where the form posts: `<api prefix>/auth/login`.
-    action: &'a str,
-    code: Option<&'a str>,
+/// The sign-in form: `rd` and a failed attempt's username and error carried along.
+struct SignIn<'a> {
     rd: Option<&'a str>,
     username: &'a str,
     error: Option<&'a str>,
-    /// A finished login: the message replaces the form.
-    done: Option<&'a str>,
 }
 
-fn render(page: &Page) -> String {
-    let mut html = String::from(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Sign in</title><style>body{font-family:system-ui,sans-serif;max-width:24rem;\
-         margin:4rem auto;padding:0 1rem}label,input,button{display:block;width:100%;\
-         margin:.4rem 0}input,button{padding:.5rem;font-size:1rem}.code{font:bold 1.6rem \
-         monospace;letter-spacing:.2rem}.error{color:#b00020}</style></head><body>\n",
+fn alert(html: &mut String, error: Option<&str>) {
+    if let Some(error) = error {
+        let _ = writeln!(html, "<p class=\"alert\" role=\"alert\">{}</p>", escape(error));
+    }
+}
+
+/// Username and password fields; the username gets the focus unless one is kept (then the
+/// password does, after a failure).
+fn credentials(html: &mut String, username: &str) {
+    let (user_focus, pass_focus) = if username.is_empty() {
+        (" autofocus", "")
+    } else {
+        ("", " autofocus")
+    };
+    let _ = write!(
+        html,
+        "<label for=\"username\">Username</label>\n\
+         <input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" \
+         spellcheck=\"false\" required value=\"{}\"{user_focus}>\n\
+         <label for=\"password\">Password</label>\n\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" \
+         required{pass_focus}>\n",
+        escape(username)
     );
-    if let Some(done) = page.done {
-        let _ = write!(html, "<h1>Signed in</h1>\n<p>{}</p>\n", escape(done));
-        html.push_str("</body></html>\n");
-        return html;
-    }
-    html.push_str("<h1>Sign in</h1>\n");
-    if let Some(code) = page.code {
-        let _ = write!(
-            html,
-            "<p>A device is asking to sign in. Continue only if it shows this code:</p>\n\
-             <p class=\"code\">{}</p>\n",
-            escape(code)
-        );
-    }
-    if let Some(error) = page.error {
-        let _ = writeln!(html, "<p class=\"error\" role=\"alert\">{}</p>", escape(error));
-    }
-    let _ = writeln!(html, "<form method=\"post\" action=\"{}\">", escape(page.action));
-    if let Some(code) = page.code {
+}
+
+fn sign_in_page(shared: &Shared, form: &SignIn) -> String {
+    let mut body = String::new();
+    alert(&mut body, form.error);
+    let _ = writeln!(
+        body,
+        "<form method=\"post\" action=\"{}\">",
+        escape(&shared.api.url("/auth/login"))
+    );
+    if let Some(rd) = form.rd {
         let _ = writeln!(
-            html,
-            "<input type=\"hidden\" name=\"code\" value=\"{}\">",
-            escape(code)
-        );
-    }
-    if let Some(rd) = page.rd {
-        let _ = writeln!(
-            html,
+            body,
             "<input type=\"hidden\" name=\"rd\" value=\"{}\">",
             escape(rd)
         );
     }
+    credentials(&mut body, form.username);
+    body.push_str("<button type=\"submit\">Sign in</button>\n</form>\n");
+    let _ = writeln!(
+        body,
+        "<p class=\"muted\">Signing in a TV, a terminal or another device? <a href=\"{}\">Enter its code</a>.</p>",
+        escape(&shared.api.url("/auth/device"))
+    );
+    pages::page(&shared.ui_title, "Sign in", &body)
+}
+
+/// When a pending session was asked for, in words: `2026-11-30 02:15 UTC (3 minutes ago)`.
+fn when(created: u64, now: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(created);
+    let stamp = humantime::format_rfc3339_seconds(at).to_string();
+    let stamp = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
+    let ago = now.saturating_sub(created);
+    let ago = match ago {
+        0..=59 => "just now".to_string(),
+        60..=119 => "1 minute ago".to_string(),
+        _ => format!("{} minutes ago", ago / 60),
+    };
+    format!("{stamp} UTC ({ago})")
+}
+
+/// The page for a device's code: who asks, then Approve (with a password) or Deny.
+fn device_page(
+    shared: &Shared,
+    code: &str,
+    pending: &Session,
+    username: &str,
+    error: Option<&str>,
+) -> String {
+    let mut body = String::new();
+    alert(&mut body, error);
     let _ = write!(
-        html,
-        "<label for=\"username\">Username</label>\
-         <input id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{}\">\n\
-         <label for=\"password\">Password</label>\
-         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\n\
-         <button type=\"submit\">Sign in</button>\n</form>\n</body></html>\n",
-        escape(page.username)
+        body,
+        "<p>A device is asking to sign in to {site}. Continue only if it shows this code:</p>\n\
+         <p class=\"code\">{code}</p>\n<dl>\n<dt>Device</dt><dd>{agent}</dd>\n\
+         <dt>Address</dt><dd>{ip}</dd>\n<dt>Asked</dt><dd>{when}</dd>\n</dl>\n",
+        site = escape(&shared.ui_title),
+        code = escape(code),
+        agent = escape(pending.user_agent.as_deref().unwrap_or("unknown")),
+        ip = escape(pending.ip.as_deref().unwrap_or("unknown")),
+        when = escape(&when(pending.created, crate::session::now())),
     );
-    html
+    let _ = writeln!(
+        body,
+        "<form method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"code\" value=\"{}\">",
+        escape(&shared.api.url("/auth/login")),
+        escape(code)
+    );
+    credentials(&mut body, username);
+    body.push_str(
+        "<button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\n\
+         <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\" formnovalidate>Deny</button>\n\
+         </form>\n",
+    );
+    pages::page(&shared.ui_title, "Approve this device?", &body)
 }
 
-fn html_response(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(body));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
+/// The code-entry form (`GET /auth/device`), with what went wrong with the last code.
+fn code_page(shared: &Shared, error: Option<&str>) -> String {
+    let mut body = String::new();
+    alert(&mut body, error);
+    let _ = write!(
+        body,
+        "<p>Type the code your device shows.</p>\n<form method=\"get\" action=\"{}\">\n\
+         <label for=\"code\">Code</label>\n\
+         <input id=\"code\" name=\"code\" autocomplete=\"off\" autocapitalize=\"characters\" \
+         spellcheck=\"false\" placeholder=\"ABCD-EFGH\" required autofocus>\n\
+         <button type=\"submit\">Continue</button>\n</form>\n",
+        escape(&shared.api.url("/auth/login"))
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    resp
+    pages::page(&shared.ui_title, "Sign in a device", &body)
 }
 
-/// A code as typed, shown back in its canonical form when it is well-formed.
-fn shown_code(code: Option<&str>) -> Option<String> {
-    code.filter(|c| !c.is_empty())
-        .map(|c| normalize_code(c).map_or_else(|| c.chars().take(32).collect(), |n| display_code(&n)))
+fn done_page(shared: &Shared, heading: &str, text: &str) -> String {
+    pages::page(&shared.ui_title, heading, &format!("<p>{}</p>\n", escape(text)))
+}
+
+const UNKNOWN_CODE: &str = "This code is unknown or has expired. Start again on your device.";
+
+/// A code as typed, in its canonical form when it is well-formed.
+fn shown_code(code: &str) -> String {
+    normalize_code(code).map_or_else(|| code.chars().take(32).collect(), |n| display_code(&n))
+}
+
+/// `GET /auth/device`.
+pub fn device(shared: &Shared) -> Response<ProxyBody> {
+    pages::respond(StatusCode::OK, code_page(shared, None))
 }
 
 /// `GET /auth/login`.
 pub async fn page(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
     let query = req.uri().query();
-    let code = shown_code(forms::query_param(query, "code").as_deref());
     let rd = forms::query_param(query, "rd");
-    html_response(
-        StatusCode::OK,
-        render(&Page {
-            action: &shared.api.url("/auth/login"),
-            code: code.as_deref(),
+    let Some(code) = forms::query_param(query, "code").filter(|c| !c.trim().is_empty()) else {
+        let form = SignIn {
             rd: rd.as_deref(),
             username: "",
             error: None,
-            done: None,
-        }),
+        };
+        return pages::respond(StatusCode::OK, sign_in_page(shared, &form));
+    };
+    match shared.sessions.find_pending(&code).await {
+        Ok(Some(pending)) => pages::respond(
+            StatusCode::OK,
+            device_page(shared, &shown_code(&code), &pending, "", None),
+        ),
+        Ok(None) => pages::respond(StatusCode::NOT_FOUND, code_page(shared, Some(UNKNOWN_CODE))),
+        Err(e) => {
+            tracing::warn!(error = %e, "login page: cannot look a code up");
+            unavailable(shared)
+        }
+    }
+}
+
+fn unavailable(shared: &Shared) -> Response<ProxyBody> {
+    pages::respond(
+        StatusCode::SERVICE_UNAVAILABLE,
+        done_page(
+            shared,
+            "Temporarily unavailable",
+            "Sign-in is unavailable right now. Try again shortly.",
+        ),
     )
 }
 
 /// `POST /auth/login`.
 pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(&req)) {
-        return html_response(
-            StatusCode::FORBIDDEN,
-            render(&Page {
-                action: &shared.api.url("/auth/login"),
-                code: None,
-                rd: None,
-                username: "",
-                error: Some("Sign-in from another site is refused."),
-                done: None,
-            }),
-        );
+        let form = SignIn {
+            rd: None,
+            username: "",
+            error: Some("Sign-in from another site is refused."),
+        };
+        return pages::respond(StatusCode::FORBIDDEN, sign_in_page(shared, &form));
     }
     let headers = req.headers().clone();
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -167,77 +217,36 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         Err(e) => return forms::body_error(e),
     };
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
-    let code = shown_code(Some(field("code")));
-    let rd = fields.get("rd").map(String::as_str);
-    let username = field("username");
-    let again = |status: StatusCode, error: &str| {
-        html_response(
-            status,
-            render(&Page {
-                action: &shared.api.url("/auth/login"),
-                code: code.as_deref(),
-                rd,
-                username: &username.chars().take(64).collect::<String>(),
-                error: Some(error),
-                done: None,
-            }),
+    let code = Some(field("code").trim()).filter(|c| !c.is_empty());
+    let username: String = field("username").chars().take(64).collect();
+    if let Some(code) = code {
+        return device_submit(
+            shared,
+            conn,
+            &headers,
+            code,
+            &username,
+            field("password"),
+            field("decision"),
         )
+        .await;
+    }
+    let rd = fields.get("rd").map(String::as_str);
+    let again = |status: StatusCode, error: &str| {
+        let form = SignIn {
+            rd,
+            username: &username,
+            error: Some(error),
+        };
+        pages::respond(status, sign_in_page(shared, &form))
     };
     if username.is_empty() || field("password").is_empty() {
         return again(StatusCode::BAD_REQUEST, "Enter your username and password.");
     }
-    let api = &shared.api;
-    let checked = match api.address_allowed(conn) {
-        Ok(()) => api.check_login(username, field("password")).await,
-        Err(refused) => Err(refused),
-    };
-    let user = match checked {
+    let user = match check(shared, conn, &username, field("password")).await {
         Ok(user) => user,
-        Err(LoginRefused::Invalid) => return again(StatusCode::UNAUTHORIZED, "Wrong username or password."),
-        Err(LoginRefused::RateLimited(wait)) => {
-            let mut resp = again(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many attempts. Wait a minute and try again.",
-            );
-            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return resp;
-        }
+        Err((status, error, wait)) => return retry_after(again(status, error), wait),
     };
-    if let Some(code) = &code {
-        return match shared
-            .sessions
-            .activate(code, user, meta(conn, &headers, None))
-            .await
-        {
-            Ok(Some(_)) => html_response(
-                StatusCode::OK,
-                render(&Page {
-                    action: &shared.api.url("/auth/login"),
-                    code: None,
-                    rd: None,
-                    username: "",
-                    error: None,
-                    done: Some(&format!(
-                        "The device showing {code} is now signed in as {}. You can close this window.",
-                        user.username
-                    )),
-                }),
-            ),
-            Ok(None) => again(
-                StatusCode::BAD_REQUEST,
-                "This code is unknown or has expired. Start again on your device.",
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "login page: cannot activate a session");
-                again(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is unavailable right now. Try again shortly.",
-                )
-            }
-        };
-    }
     match shared
         .sessions
         .create_active(user, None, meta(conn, &headers, None))
@@ -257,10 +266,125 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         }
         Err(e) => {
             tracing::warn!(error = %e, "login page: cannot create a session");
-            again(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Sign-in is unavailable right now. Try again shortly.",
-            )
+            unavailable(shared)
+        }
+    }
+}
+
+/// A refused password check: the status, what the page says, and a `Retry-After`.
+type Refusal = (StatusCode, &'static str, Option<u64>);
+
+/// The per-address limit, then the per-user limit and the password.
+async fn check<'s>(
+    shared: &'s Shared,
+    conn: &ConnInfo,
+    username: &str,
+    password: &str,
+) -> Result<&'s crate::session::User, Refusal> {
+    let api = &shared.api;
+    let checked = match api.address_allowed(conn) {
+        Ok(()) => api.check_login(username, password).await,
+        Err(refused) => Err(refused),
+    };
+    checked.map_err(|refused| match refused {
+        LoginRefused::Invalid => (StatusCode::UNAUTHORIZED, "Wrong username or password.", None),
+        LoginRefused::RateLimited(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts. Wait a minute and try again.",
+            Some(wait),
+        ),
+    })
+}
+
+fn retry_after(mut resp: Response<ProxyBody>, wait: Option<u64>) -> Response<ProxyBody> {
+    if let Some(v) = wait.and_then(|w| HeaderValue::from_str(&w.to_string()).ok()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// `POST /auth/login` with a device's code: Approve (with a password) or Deny.
+async fn device_submit(
+    shared: &Shared,
+    conn: &ConnInfo,
+    headers: &http::HeaderMap,
+    code: &str,
+    username: &str,
+    password: &str,
+    decision: &str,
+) -> Response<ProxyBody> {
+    let shown = shown_code(code);
+    let pending = match shared.sessions.find_pending(code).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return pages::respond(StatusCode::NOT_FOUND, code_page(shared, Some(UNKNOWN_CODE))),
+        Err(e) => {
+            tracing::warn!(error = %e, "login page: cannot look a code up");
+            return unavailable(shared);
+        }
+    };
+    if decision == "deny" {
+        if let Err(LoginRefused::RateLimited(wait)) = shared.api.address_allowed(conn) {
+            let page = device_page(
+                shared,
+                &shown,
+                &pending,
+                username,
+                Some("Too many attempts. Wait a minute."),
+            );
+            return retry_after(pages::respond(StatusCode::TOO_MANY_REQUESTS, page), Some(wait));
+        }
+        return match shared.sessions.deny(code).await {
+            Ok(true) => pages::respond(
+                StatusCode::OK,
+                done_page(
+                    shared,
+                    "Request denied",
+                    &format!("The device showing {shown} was not signed in. It has been told so."),
+                ),
+            ),
+            Ok(false) => pages::respond(StatusCode::NOT_FOUND, code_page(shared, Some(UNKNOWN_CODE))),
+            Err(e) => {
+                tracing::warn!(error = %e, "login page: cannot deny a session");
+                unavailable(shared)
+            }
+        };
+    }
+    let again = |status: StatusCode, error: &str| {
+        pages::respond(
+            status,
+            device_page(shared, &shown, &pending, username, Some(error)),
+        )
+    };
+    if username.is_empty() || password.is_empty() {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "Enter your username and password to approve.",
+        );
+    }
+    let user = match check(shared, conn, username, password).await {
+        Ok(user) => user,
+        Err((status, error, wait)) => return retry_after(again(status, error), wait),
+    };
+    match shared
+        .sessions
+        .activate(code, user, meta(conn, headers, None))
+        .await
+    {
+        Ok(Some(_)) => pages::respond(
+            StatusCode::OK,
+            done_page(
+                shared,
+                "Device signed in",
+                &format!(
+                    "The device showing {shown} is now signed in as {}. You can close this window.",
+                    user.username
+                ),
+            ),
+        ),
+        Ok(None) => pages::respond(StatusCode::NOT_FOUND, code_page(shared, Some(UNKNOWN_CODE))),
+        Err(e) => {
+            tracing::warn!(error = %e, "login page: cannot activate a session");
+            unavailable(shared)
         }
     }
 }
@@ -270,20 +394,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn everything_shown_is_escaped() {
-        let html = render(&Page {
-            action: "/p\"><x>/auth/login",
-            code: Some("<script>x</script>"),
-            rd: Some("\"><img src=x onerror=alert(1)>"),
-            username: "a'b&c",
-            error: Some("<b>"),
-            done: None,
-        });
-        assert!(!html.contains("<script>x"), "{html}");
-        assert!(!html.contains("<img"), "{html}");
-        assert!(!html.contains("<b>"), "{html}");
-        assert!(!html.contains("<x>"), "{html}");
-        assert!(html.contains("a&#39;b&amp;c"));
-        assert!(html.contains("&lt;script&gt;"));
+    fn times_read_as_a_person_says_them() {
+        assert_eq!(when(0, 30), "1970-01-01 00:00 UTC (just now)");
+        assert_eq!(when(60, 150), "1970-01-01 00:01 UTC (1 minute ago)");
+        assert_eq!(when(0, 200), "1970-01-01 00:00 UTC (3 minutes ago)");
+    }
+
+    #[test]
+    fn what_a_client_sent_is_escaped() {
+        let mut html = String::new();
+        alert(&mut html, Some("<b>"));
+        credentials(&mut html, "\"><img src=x onerror=alert(1)>");
+        assert!(!html.contains("<b>") && !html.contains("<img"), "{html}");
+        assert!(html.contains("&lt;b&gt;") && html.contains("&quot;&gt;&lt;img"));
+        assert!(html.contains("type=\"password\" autocomplete=\"current-password\" required autofocus"));
+        assert!(
+            !html.contains("value=\"\" autofocus"),
+            "the password gets the focus after a failure"
+        );
     }
 }

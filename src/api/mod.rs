@@ -158,6 +158,7 @@ pub fn owns<'a>(shared: &Shared, path: &'a str) -> Option<&'a str> {
             | "/auth/logout"
             | "/auth/verify"
             | "/auth/login"
+            | "/auth/device"
             | "/auth/status"
             | "/sessions"
             | "/sessions/renew"
@@ -205,6 +206,7 @@ pub async fn answer(
         }
         ("/sessions/renew", &Method::POST) => pending::renew(shared, conn, &req).await,
         ("/auth/login", &Method::GET | &Method::HEAD) => login::page(shared, &req).await,
+        ("/auth/device", &Method::GET | &Method::HEAD) => login::device(shared),
         ("/auth/login", &Method::POST) => login::submit(shared, conn, req).await,
         ("/auth/status", &Method::GET) => status::socket(shared, conn, req),
         _ => {

@@ -1,8 +1,9 @@
 //! The store protocol's status socket (SPEC §2.1): WebSocket `GET /auth/status?token=…` (or the
 //! token in `Authorization` on the upgrade). Text frames: `{"status": "pending"}` at once,
 //! `{"status": "OK", "user": {…}}` the moment the session is activated, `{"status": "expired"}`
-//! when the pending session ends; `{"status": "invalid"}` for a token that is not (or no
-//! longer) a live session. Each is followed by a normal close, except `pending`.
+//! when the pending session ends, `{"status": "denied"}` when the person refused the device on
+//! the login page; `{"status": "invalid"}` for a token that is not (or no longer) a live
+//! session. Each is followed by a normal close, except `pending`.
 //!
 //! Pushed, not polled: the socket waits on `Sessions::changes`, which carries every change made
 //! on this instance and, with redis, those published by the others. A slow safety re-check
@@ -15,7 +16,7 @@ use crate::body::ProxyBody;
 use crate::error::json_error;
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::cache::{Found, Sessions};
-use crate::session::{now, token};
+use crate::session::{State, now, token};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
@@ -23,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -108,19 +110,40 @@ enum Seen {
         ends: u64,
     },
     Active(String),
+    /// Refused on the login page's Deny.
+    Denied,
     /// `expired` when its time ran out, else `invalid`.
     Gone,
 }
 
-async fn look(sessions: &Sessions, token: &str) -> Result<Seen, ()> {
+async fn look(sessions: &Sessions, token: &str, id: Option<&str>) -> Result<Seen, ()> {
     match sessions.authenticate(token).await {
         Ok(Found::Pending(live)) => Ok(Seen::Pending {
             ends: live.session.ends_at(),
         }),
         Ok(Found::Active(live)) => Ok(Seen::Active(super::cookie::live_json(&live))),
-        Ok(Found::Nothing) => Ok(Seen::Gone),
+        Ok(Found::Nothing) => match id {
+            // A token that opens nothing may be a denied session's: the record says which.
+            Some(id) => match sessions.store.get(id).await {
+                Ok(Some(s)) if s.state == State::Denied && holds(token, &s.secret_hash) => Ok(Seen::Denied),
+                Ok(_) => Ok(Seen::Gone),
+                Err(_) => Err(()),
+            },
+            None => Ok(Seen::Gone),
+        },
         Err(_) => Err(()),
     }
+}
+
+/// Whether `token` is the one whose secret hashes to `secret_hash` (hex).
+fn holds(token: &str, secret_hash: &str) -> bool {
+    token::Parsed::new(token).is_some_and(|p| {
+        bool::from(
+            token::hex(&p.secret_hash())
+                .as_bytes()
+                .ct_eq(secret_hash.as_bytes()),
+        )
+    })
 }
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -143,9 +166,10 @@ async fn watch(mut ws: Socket, sessions: &Arc<Sessions>, token: &str) {
     // Subscribe before the first look, so an activation between the two is not missed.
     let mut changes = sessions.changes();
     let id = token::Parsed::new(token).map(|p| token::id_hex(&p.id()));
-    let mut ends = match look(sessions, token).await {
+    let mut ends = match look(sessions, token, id.as_deref()).await {
         Ok(Seen::Pending { ends }) => ends,
         Ok(Seen::Active(user)) => return finish(&mut ws, "OK", Some(&user)).await,
+        Ok(Seen::Denied) => return finish(&mut ws, "denied", None).await,
         Ok(Seen::Gone) | Err(()) => return finish(&mut ws, "invalid", None).await,
     };
     if ws.send(Message::text("{\"status\":\"pending\"}")).await.is_err() {
@@ -172,9 +196,10 @@ async fn watch(mut ws: Socket, sessions: &Arc<Sessions>, token: &str) {
         if !look_again {
             continue;
         }
-        match look(sessions, token).await {
+        match look(sessions, token, id.as_deref()).await {
             Ok(Seen::Pending { ends: e }) => ends = e,
             Ok(Seen::Active(user)) => return finish(&mut ws, "OK", Some(&user)).await,
+            Ok(Seen::Denied) => return finish(&mut ws, "denied", None).await,
             Ok(Seen::Gone) if now() >= ends => return finish(&mut ws, "expired", None).await,
             Ok(Seen::Gone) => return finish(&mut ws, "invalid", None).await,
             // The store is down: keep waiting; the next change or re-check looks again.

@@ -55,6 +55,8 @@ pub struct Config {
     pub mode: Mode,
     /// `[api] prefix`: the session API's paths start with this ("" = at the root).
     pub api_prefix: String,
+    /// `[ui] title`: the site's name on every page the gateway shows.
+    pub ui_title: String,
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub headers: HeaderNames,
@@ -512,6 +514,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             ),
         ));
     }
+    let ui_title = raw.ui.title.trim().to_string();
+    if ui_title.is_empty() || ui_title.chars().count() > 80 || ui_title.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            "ui.title",
+            "must be 1 to 80 characters, without control characters",
+        ));
+    }
     let mode = match raw.mode.as_str() {
         "multi-user" => Mode::MultiUser,
         "single-user" => match users.first() {
@@ -632,6 +641,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
         source: None,
         mode,
         api_prefix,
+        ui_title,
         server,
         admin,
         headers,

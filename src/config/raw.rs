@@ -28,6 +28,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub api: RawApi,
     #[serde(default)]
+    pub ui: RawUi,
+    #[serde(default)]
     pub cookie: RawCookie,
     #[serde(default)]
     pub tokens: RawTokens,
@@ -349,6 +351,21 @@ fn default_connect_timeout() -> String {
 }
 fn default_cooldown() -> String {
     "10s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUi {
+    /// The site's name on every page the gateway shows.
+    pub title: String,
+}
+
+impl Default for RawUi {
+    fn default() -> Self {
+        RawUi {
+            title: "portcullis".into(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

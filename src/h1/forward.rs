@@ -17,7 +17,7 @@ use super::plan::Plan;
 use super::response::{self, Extra, Framing, Parsed};
 use super::{Buffers, Step, read_client};
 use crate::error::GatewayError;
-use crate::gateway::Worker;
+use crate::gateway::{Shared, Worker};
 use crate::proxy::framing::MAX_RESPONSE_READ;
 use crate::proxy::stream::Stream;
 use crate::proxy::upstream::Upstreams;
@@ -91,11 +91,27 @@ where
                 let label = target.map_or("-", |t| route.upstreams.target(t).label.as_str());
                 tracing::warn!(upstream = %label, error = why, "upstream response refused");
             }
-            let step = answer_error(io, b, plan, GatewayError::UpstreamUnavailable, head_at).await;
+            let step = answer_error(
+                io,
+                b,
+                &worker.shared,
+                plan,
+                GatewayError::UpstreamUnavailable,
+                head_at,
+            )
+            .await;
             return answered(502, step);
         }
         Err(_) => {
-            let step = answer_error(io, b, plan, GatewayError::UpstreamTimeout, head_at).await;
+            let step = answer_error(
+                io,
+                b,
+                &worker.shared,
+                plan,
+                GatewayError::UpstreamTimeout,
+                head_at,
+            )
+            .await;
             return answered(504, step);
         }
     };
@@ -107,13 +123,19 @@ where
 }
 
 /// Answers a request the route's policy refused.
-pub(super) async fn refuse<IO>(io: &mut IO, b: &mut Buffers, plan: &Plan, error: GatewayError) -> Answered
+pub(super) async fn refuse<IO>(
+    io: &mut IO,
+    b: &mut Buffers,
+    shared: &Shared,
+    plan: &Plan,
+    error: GatewayError,
+) -> Answered
 where
     IO: AsyncWrite + Unpin,
 {
     let head_at = Instant::now();
     let status = error.status().as_u16();
-    let step = answer_error(io, b, plan, error, head_at).await;
+    let step = answer_error(io, b, shared, plan, error, head_at).await;
     Answered {
         status,
         target: None,
@@ -391,7 +413,15 @@ where
             let mut chunks = Chunked::default();
             let Ok(fed) = chunks.feed(first) else {
                 // Nothing went to the client yet: a clean 502.
-                let step = answer_error(io, b, plan, GatewayError::UpstreamUnavailable, head.at).await;
+                let step = answer_error(
+                    io,
+                    b,
+                    &worker.shared,
+                    plan,
+                    GatewayError::UpstreamUnavailable,
+                    head.at,
+                )
+                .await;
                 return (502, step);
             };
             reusable &= fed.used == first.len();
@@ -512,10 +542,12 @@ where
     }
 }
 
-/// Answers with the gateway's JSON error (as `GatewayError::into_response` makes it).
+/// Answers with the gateway's error as the general path makes it (`Shared::answer`: an HTML
+/// page for a browser navigation, else JSON).
 async fn answer_error<IO>(
     io: &mut IO,
     b: &mut Buffers,
+    shared: &Shared,
     plan: &Plan,
     error: GatewayError,
     now: Instant,
@@ -523,7 +555,7 @@ async fn answer_error<IO>(
 where
     IO: AsyncWrite + Unpin,
 {
-    let resp = error.into_response();
+    let resp = shared.answer(error, plan.navigation);
     let status = resp.status();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();

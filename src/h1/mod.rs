@@ -180,7 +180,7 @@ where
         worker.shared.metrics.fast_path_requests.inc();
         let answered = match &plan.refuse {
             None => forward::forward(&mut io, &mut b, &worker, &plan, watch).await,
-            Some(error) => forward::refuse(&mut io, &mut b, &plan, error.clone()).await,
+            Some(error) => forward::refuse(&mut io, &mut b, &worker.shared, &plan, error.clone()).await,
         };
         drop(busy);
         let mut trace = plan.trace;

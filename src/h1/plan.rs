@@ -35,6 +35,8 @@ pub struct Plan {
     /// The client waits for `100 Continue` before its body: sent once the request is
     /// authorized (never for a refused one).
     pub expect_continue: bool,
+    /// A browser navigation: errors are answered with HTML pages.
+    pub navigation: bool,
 }
 
 /// Plans `req`; unless it is refused, the upstream head (but its `Host` and blank line) is in
@@ -121,10 +123,10 @@ pub async fn plan(
         trace,
         refuse: None,
         expect_continue: seen.expect_continue && body > 0,
+        navigation: auth::is_browser_navigation(seen.method, seen.accept),
     };
     // Refusals are answered here, with what `pipeline` answers them.
-    let navigation = || auth::is_browser_navigation(seen.method, seen.accept);
-    let identity = match allowed(shared, decision.await, navigation, seen.path, seen.query) {
+    let identity = match allowed(shared, decision.await, || plan.navigation, seen.path, seen.query) {
         Ok(identity) => identity,
         Err(refusal) => {
             plan.refuse = Some(refusal);

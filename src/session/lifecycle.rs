@@ -252,6 +252,24 @@ impl Sessions {
         Err(conflict())
     }
 
+    /// Refuses the pending session with this code (the person pressed Deny): it stays denied
+    /// until it would have expired, and its status socket says so. `false` when there is no
+    /// such pending session.
+    pub async fn deny(&self, code: &str) -> Result<bool, CreateError> {
+        for _ in 0..ATTEMPTS {
+            let Some(pending) = self.find_pending(code).await? else {
+                return Ok(false);
+            };
+            let mut denied = bump(&pending, pending.clone());
+            denied.state = State::Denied;
+            if self.store.swap(&denied, Some(pending.version)).await? {
+                self.changed(&denied.id).await;
+                return Ok(true);
+            }
+        }
+        Err(conflict())
+    }
+
     /// Gives the session a new token and reissue token (same id) and moves its end to
     /// `sessions.ttl` from now; the old token stops working here at once and, with redis,
     /// everywhere. Only the holder of the current token may: `presented` is the session as

@@ -38,6 +38,9 @@ pub enum State {
     #[default]
     Pending,
     Active,
+    /// A pending session the person refused on the device page: it opens nothing, and its
+    /// status socket says `denied` (kept until it would have expired).
+    Denied,
 }
 
 /// A server-side session, as stored.

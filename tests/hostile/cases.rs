@@ -1157,6 +1157,18 @@ fn forwarding(cases: &mut Vec<Case>) {
         ),
         ("Origin null", "Origin: null\r\n", 403),
         ("Origin ours", "Origin: http://localhost\r\n", 200),
+        // Chromium under `Referrer-Policy: no-referrer`: its own form, same origin.
+        (
+            "Sec-Fetch-Site same-origin, Origin null",
+            "Sec-Fetch-Site: same-origin\r\nOrigin: null\r\n",
+            200,
+        ),
+        (
+            "Sec-Fetch-Site same-site",
+            "Sec-Fetch-Site: same-site\r\nOrigin: http://localhost\r\n",
+            403,
+        ),
+        ("Sec-Fetch-Site none", "Sec-Fetch-Site: none\r\n", 200),
         ("Origin not text", "Origin: http://l<ff>calhost\r\n", 403),
     ] {
         cases.push(
