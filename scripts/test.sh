@@ -17,6 +17,7 @@ need() {
 
 need curl curl
 need redis-server redis-server
+need redis-cli redis-tools
 need nginx nginx-light
 # The browser tests (tests/browser.rs): Debian's Chromium, driven by Playwright from npm.
 need chromium chromium

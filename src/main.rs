@@ -313,10 +313,14 @@ fn store_summary(store: &portcullis::config::StoreConfig) -> String {
     match store {
         StoreConfig::Memory => "memory".into(),
         StoreConfig::Embedded { path } => format!("embedded {}", path.display()),
-        StoreConfig::Redis { url, prefix } => {
+        StoreConfig::Redis {
+            url,
+            prefix,
+            replicas,
+        } => {
             let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
             let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-            format!("redis {scheme}://{host} prefix {prefix}")
+            format!("redis {scheme}://{host} prefix {prefix} replicas {replicas}")
         }
     }
 }

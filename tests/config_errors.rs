@@ -29,6 +29,8 @@ fn each_bad_config_names_its_key() {
         (format!("{http}[store]\nkind = \"disk\"\n{ROUTE}"), "store.kind: unknown store"),
         (format!("{http}[store]\nkind = \"redis\"\n{ROUTE}"), "store.url: required"),
         (format!("{http}[store]\nkind = \"redis\"\nurl = \"http://x\"\n{ROUTE}"), "store.url: expected redis://"),
+        (format!("{http}[store]\nkind = \"redis\"\nurl = \"redis-sentinel://a:26379\"\n{ROUTE}"), "store.url: redis-sentinel:// needs the service's name"),
+        (format!("{http}[store]\nkind = \"redis\"\nurl = \"redis-sentinel://a/mymaster\"\n{ROUTE}"), "store.url: each sentinel is host:port"),
         (format!("{http}[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n{ROUTE}"), "tokens.secrets: required with the redis store"),
         (format!("{http}[tokens]\nsecrets = [\"short\"]\n{ROUTE}"), "tokens.secrets[0]: must be at least 32"),
         (format!("{http}[cache]\nttl = \"0s\"\n{ROUTE}"), "cache.ttl"),

@@ -71,10 +71,7 @@ async fn walk(backing: Backing) {
     let toml = config(&backing, up, "");
     let browser_side = Gateway::start(&toml);
     // With redis a second instance holds the device's socket; the embedded store is one node.
-    let device_side = match backing {
-        Backing::Redis(_) => Some(Gateway::start(&toml)),
-        Backing::Embedded(_) => None,
-    };
+    let device_side = backing.shared().then(|| Gateway::start(&toml));
     let device = device_side.as_ref().unwrap_or(&browser_side).http;
 
     // 1-2. POST /sessions (no body) → an unauthenticated token.
@@ -236,6 +233,12 @@ async fn seed_000_on_the_embedded_store() {
 #[tokio::test]
 async fn seed_000_on_redis_across_two_instances() {
     walk(Backing::redis()).await;
+}
+
+/// On a Redis Cluster (3 masters, 3 replicas) through one seed node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_000_on_a_redis_cluster() {
+    walk(Backing::cluster()).await;
 }
 
 #[tokio::test]

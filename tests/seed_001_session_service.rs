@@ -219,6 +219,12 @@ async fn seed_001_on_redis() {
     walk(Backing::redis()).await;
 }
 
+/// On a Redis Cluster (3 masters, 3 replicas) through one seed node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_001_on_a_redis_cluster() {
+    walk(Backing::cluster()).await;
+}
+
 #[tokio::test]
 async fn errors_name_the_field() {
     let gw = Gateway::start(&(base_toml() + USERS + "\n[login]\nper_user = 3\n" + &app_route()));

@@ -70,10 +70,7 @@ async fn walk(backing: Backing) {
     let kind = backing.name();
     let toml = config(&backing, "reissue_grace = \"1s\"");
     let a = Gateway::start(&toml);
-    let b = match backing {
-        Backing::Redis(_) => Some(Gateway::start(&toml)),
-        Backing::Embedded(_) => None,
-    };
+    let b = backing.shared().then(|| Gateway::start(&toml));
     let other = b.as_ref().unwrap_or(&a).http;
 
     // relogin: the key is used up and a new one issued.
@@ -165,6 +162,12 @@ async fn seed_002_on_the_embedded_store() {
 #[tokio::test]
 async fn seed_002_on_redis_across_two_instances() {
     walk(Backing::redis()).await;
+}
+
+/// On a Redis Cluster (3 masters, 3 replicas) through one seed node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_002_on_a_redis_cluster() {
+    walk(Backing::cluster()).await;
 }
 
 async fn lifetimes(backing: Backing) {

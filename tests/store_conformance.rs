@@ -1,5 +1,6 @@
 //! One conformance suite, run against every store: memory, embedded (a redb file in a temp
-//! dir) and redis (a real redis-server started for the test).
+//! dir) and redis (a real redis-server started for the test; a real Redis Cluster of six
+//! nodes; a real Sentinel deployment).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -217,7 +218,29 @@ async fn embedded_store() {
 #[tokio::test]
 async fn redis_store() {
     let redis = common::redis::Redis::start();
-    let store = RedisStore::connect(&redis.url(), "conf", Duration::from_secs(5))
+    let store = RedisStore::connect(&redis.url(), "conf", Duration::from_secs(5), 0)
+        .await
+        .unwrap();
+    conformance(Store::Redis(store)).await;
+}
+
+/// The same suite on a Redis Cluster of 3 masters and 3 replicas, through one seed node, with
+/// writes acknowledged once a replica holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store() {
+    let cluster = common::redis_ha::RedisCluster::start();
+    let seed = cluster.ports()[0];
+    let store = RedisStore::connect(&cluster.url_with_seed(seed), "conf", Duration::from_secs(5), 1)
+        .await
+        .unwrap();
+    conformance(Store::Redis(store)).await;
+}
+
+/// The same suite behind Sentinel (1 master, 1 replica, 3 sentinels).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sentinel_store() {
+    let sentinel = common::redis_ha::RedisSentinel::start();
+    let store = RedisStore::connect(&sentinel.url(), "conf", Duration::from_secs(5), 1)
         .await
         .unwrap();
     conformance(Store::Redis(store)).await;
@@ -240,7 +263,7 @@ async fn embedded_store_survives_reopening() {
 async fn redis_store_reports_unavailable_then_recovers() {
     let mut redis = common::redis::Redis::start();
     let store = Store::Redis(
-        RedisStore::connect(&redis.url(), "out", Duration::from_secs(5))
+        RedisStore::connect(&redis.url(), "out", Duration::from_secs(5), 0)
             .await
             .unwrap(),
     );
@@ -285,7 +308,7 @@ fn invalid_embedded_path_is_a_clear_error() {
 async fn redis_swap_accepts_records_without_a_version() {
     use fred::prelude::*;
     let redis = common::redis::Redis::start();
-    let store = RedisStore::connect(&redis.url(), "old", Duration::from_secs(5))
+    let store = RedisStore::connect(&redis.url(), "old", Duration::from_secs(5), 0)
         .await
         .unwrap();
     let mut s = session(8, Some("alice"), now() + 3600);

@@ -83,8 +83,15 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub enum StoreConfig {
     Memory,
-    Embedded { path: PathBuf },
-    Redis { url: String, prefix: String },
+    Embedded {
+        path: PathBuf,
+    },
+    /// `replicas`: how many replicas must hold a write before it is acknowledged.
+    Redis {
+        url: String,
+        prefix: String,
+        replicas: u32,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -411,15 +418,18 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
                     "required with kind = \"redis\" (e.g. redis://127.0.0.1:6379/0)",
                 ));
             };
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("redis-cluster://"))
-            {
+            if let Err(e) = crate::session::redis_url::config(&url) {
                 return Err(ConfigError::new(
                     "store.url",
-                    "expected redis://, rediss:// or redis-cluster:// (credentials, if any, in the URL)",
+                    format!(
+                        "{e} (redis://, redis-cluster:// or redis-sentinel://; credentials, if any, in the URL)"
+                    ),
                 ));
             }
+            let replicas = raw
+                .store
+                .replicas
+                .unwrap_or_else(|| crate::session::redis::RedisStore::default_replicas(&url));
             if raw.tokens.secrets.is_empty() {
                 return Err(ConfigError::new(
                     "tokens.secrets",
@@ -434,7 +444,11 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
             {
                 return Err(ConfigError::new("store.prefix", "letters, digits, - and _ only"));
             }
-            StoreConfig::Redis { url, prefix }
+            StoreConfig::Redis {
+                url,
+                prefix,
+                replicas,
+            }
         }
         other => {
             return Err(ConfigError::new(

@@ -52,6 +52,8 @@ pub struct RawStore {
     pub path: String,
     pub url: Option<String>,
     pub prefix: String,
+    /// Replicas that must hold a write before it is acknowledged (redis).
+    pub replicas: Option<u32>,
 }
 
 impl Default for RawStore {
@@ -61,6 +63,7 @@ impl Default for RawStore {
             path: "data/sessions.redb".into(),
             url: None,
             prefix: "portcullis".into(),
+            replicas: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// An `X-Auth-Jwt` a session keeps for reuse.
@@ -169,6 +169,8 @@ pub struct Live {
     assertions: std::sync::Mutex<Option<Box<Vec<Assertion>>>>,
     /// With an idle limit: when this instance last recorded a use in the store.
     pub(super) touched: AtomicU64,
+    /// The `Sessions::suspect` generation this entry was last read from the store in.
+    checked: AtomicU32,
     /// The tag of the first token proven (HMAC) against this entry: a hit presenting the same
     /// tag skips the HMAC, any other tag is checked in full, so a token with its tag altered
     /// is refused on hits too, not only on misses. Set once, so it is never read half-written.
@@ -192,6 +194,7 @@ impl Live {
         end[..digits.len()].copy_from_slice(digits);
         Some(Live {
             touched: AtomicU64::new(session.last_used),
+            checked: AtomicU32::new(0),
             session,
             secret_hash,
             user,
@@ -420,6 +423,10 @@ pub struct Sessions {
     /// Slots keep unrelated forgets (every create, touch and remote change) from doing that
     /// to every concurrent miss.
     forgets: Box<[AtomicU64; FORGET_SLOTS + 1]>,
+    /// Bumped when the revocation channel was interrupted (a message may have been lost):
+    /// entries read from the store before are checked against it again on their next use
+    /// (`revalidate`).
+    suspect: AtomicU32,
     /// Status sockets waiting on `changes` now (the API caps them; kept here so a reload,
     /// which rebuilds the API, does not reset the count).
     pub watchers: Arc<std::sync::atomic::AtomicUsize>,
@@ -499,6 +506,7 @@ impl Sessions {
                 .build(),
             changes,
             forgets: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            suspect: AtomicU32::new(0),
             watchers: Arc::default(),
             users: Users::default(),
         }
@@ -548,6 +556,7 @@ impl Sessions {
                 // in forget: one of the two always sees the other.
                 let forgets = self.forget_marks(&id);
                 // Boxed: the miss path's future is large and rare; keep the hit path small.
+                let generation = self.suspect.load(Ordering::SeqCst);
                 let loaded = Box::pin(self.cache.try_get_with(id, async {
                     self.counters.lookups.inc();
                     let started = std::time::Instant::now();
@@ -556,7 +565,11 @@ impl Sessions {
                     self.counters
                         .lookup_duration
                         .observe(started.elapsed().as_secs_f64());
-                    Ok::<_, StoreError>(found?.and_then(|s| Live::new(s, &self.users)).map(Arc::new))
+                    let live = found?.and_then(|s| Live::new(s, &self.users));
+                    if let Some(live) = &live {
+                        live.checked.store(generation, Ordering::Relaxed);
+                    }
+                    Ok::<_, StoreError>(live.map(Arc::new))
                 }))
                 .await
                 .map_err(|e| (*e).clone())?;
@@ -568,9 +581,15 @@ impl Sessions {
                 loaded
             }
         };
-        let Some(live) = entry else {
+        let Some(mut live) = entry else {
             return Ok(Found::Nothing);
         };
+        if live.checked.load(Ordering::Relaxed) < self.suspect.load(Ordering::SeqCst) {
+            match Box::pin(self.revalidate(&id, live)).await {
+                Some(fresh) => live = fresh,
+                None => return Ok(Found::Nothing),
+            }
+        }
         if !token::same_bytes(&live.secret_hash, &parsed.secret_hash()) {
             return Ok(Found::Nothing);
         }
@@ -655,6 +674,34 @@ impl Sessions {
         }
     }
 
+    /// Reads a suspect entry again (see `suspect`): what the store says now replaces it. A
+    /// store that cannot answer leaves it as it was — it was valid when read, and refusing
+    /// every session of a master that is failing over would be worse than a revocation lost
+    /// in the interruption arriving late (bounded by `cache.ttl`, SPEC §3).
+    async fn revalidate(&self, id: &SessionId, cached: Arc<Live>) -> Option<Arc<Live>> {
+        let generation = self.suspect.load(Ordering::SeqCst);
+        let forgets = self.forget_marks(id);
+        let found = match self.store.get(&token::id_hex(id)).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot check a cached session again; it is kept");
+                return Some(cached);
+            }
+        };
+        let fresh = found.and_then(|s| Live::new(s, &self.users)).map(Arc::new);
+        match &fresh {
+            Some(live) => {
+                live.checked.store(generation, Ordering::Relaxed);
+                self.cache.insert(*id, Some(live.clone())).await;
+            }
+            None => self.cache.invalidate(id).await,
+        }
+        if self.forget_marks(id) != forgets {
+            self.cache.invalidate(id).await;
+        }
+        fresh
+    }
+
     /// Drops every cached session on this instance.
     pub fn forget_all(&self) {
         self.forgets[FORGET_SLOTS].fetch_add(1, Ordering::SeqCst);
@@ -675,7 +722,8 @@ impl Sessions {
                     let _ = self.changes.send(id.into());
                 }
                 Revocation::All => {
-                    self.forget_all();
+                    // Every cached session is checked against the store on its next use.
+                    self.suspect.fetch_add(1, Ordering::SeqCst);
                     let _ = self.changes.send("*".into());
                 }
             }
@@ -687,7 +735,7 @@ impl Sessions {
 #[derive(Debug)]
 pub enum Revocation {
     One(String),
-    /// The subscription was interrupted: forget everything.
+    /// The subscription was interrupted: every cached session is to be checked again.
     All,
 }
 

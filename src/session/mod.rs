@@ -6,6 +6,8 @@ pub mod embedded;
 pub mod lifecycle;
 pub mod memory;
 pub mod redis;
+pub mod redis_shards;
+pub mod redis_url;
 pub mod service;
 pub mod store;
 pub mod token;

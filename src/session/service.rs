@@ -53,7 +53,7 @@ pub fn start(
                         return;
                     }
                 };
-                if let StoreConfig::Redis { url, prefix } = &store_config {
+                if let StoreConfig::Redis { url, prefix, .. } = &store_config {
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                     let channel = format!("{prefix}:revoke");
                     if let Err(e) = RedisStore::subscribe(url, channel, tx).await {
@@ -108,8 +108,12 @@ async fn open(
             };
             (Store::Embedded(store), secrets)
         }
-        StoreConfig::Redis { url, prefix } => {
-            let store = RedisStore::connect(url, prefix, Duration::from_secs(2))
+        StoreConfig::Redis {
+            url,
+            prefix,
+            replicas,
+        } => {
+            let store = RedisStore::connect(url, prefix, Duration::from_secs(2), *replicas)
                 .await
                 .map_err(|e| format!("store.url: {e}"))?;
             (Store::Redis(store), secrets)

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod redis;
+pub mod redis_ha;
 pub mod upstream;
 
 use bytes::Bytes;
@@ -283,6 +284,8 @@ pub async fn wait_listening(port: u16) -> SocketAddr {
 pub enum Backing {
     Embedded(tempfile::TempDir),
     Redis(redis::Redis),
+    /// A Redis Cluster of 3 masters and 3 replicas, reached through one seed node.
+    Cluster(redis_ha::RedisCluster),
 }
 
 impl Backing {
@@ -294,10 +297,20 @@ impl Backing {
         Backing::Redis(redis::Redis::start())
     }
 
+    pub fn cluster() -> Backing {
+        Backing::Cluster(redis_ha::RedisCluster::start())
+    }
+
+    /// Whether several gateways can share this store (redis, cluster).
+    pub fn shared(&self) -> bool {
+        !matches!(self, Backing::Embedded(_))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backing::Embedded(_) => "embedded",
             Backing::Redis(_) => "redis",
+            Backing::Cluster(_) => "redis cluster",
         }
     }
 
@@ -311,6 +324,10 @@ impl Backing {
             Backing::Redis(r) => format!(
                 "kind = \"redis\"\nurl = \"{}\"\n[tokens]\nsecrets = [\"flow-test-secret-0123456789abcdef0123\"]",
                 r.url()
+            ),
+            Backing::Cluster(c) => format!(
+                "kind = \"redis\"\nurl = \"{}\"\n[tokens]\nsecrets = [\"flow-test-secret-0123456789abcdef0123\"]",
+                c.url_with_seed(c.ports()[0])
             ),
         };
         base_toml().replace("kind = \"memory\"", &store)

@@ -1,0 +1,370 @@
+//! Redis as operators run it for high availability, made of real processes on free ports:
+//! a Redis Cluster of 3 masters and 3 replicas (`redis-cli --cluster create`), and a Sentinel
+//! deployment of 1 master, 1 replica and 3 sentinels. Nodes start in parallel; every wait is
+//! bounded. Tests can kill a node (SIGKILL, like a crash) and wait for the failover.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `redis-cli -p PORT ARGS…`, its output (empty if it failed).
+pub fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test.sh installs it)")
+}
+
+/// Waits (at most `limit`) until `ok` holds.
+pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+struct Node {
+    port: u16,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+impl Node {
+    fn start(port: u16, args: Vec<String>) -> Node {
+        Node {
+            port,
+            child: Some(spawn(&args)),
+            args,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        self.child = Some(spawn(&self.args));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Redis Cluster: 3 masters, each with one replica.
+pub struct RedisCluster {
+    dir: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl RedisCluster {
+    /// Starts six nodes and joins them (`cluster-node-timeout` 1 s: a dead master is replaced
+    /// in about two seconds).
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes: Vec<Node> = (0..6)
+            .map(|_| {
+                // The cluster bus gets a free port of its own (by default it is port + 10000,
+                // which may be taken, or past 65535).
+                let (port, bus) = (free_port(), free_port());
+                let data = dir.path().join(port.to_string());
+                std::fs::create_dir_all(&data).unwrap();
+                let args = [
+                    "--port",
+                    &port.to_string(),
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "",
+                    "--dir",
+                    data.to_str().unwrap(),
+                ]
+                .map(String::from)
+                .to_vec();
+                Node::start(port, args)
+            })
+            .collect();
+        for n in &nodes {
+            wait_until("a cluster node", Duration::from_secs(10), || {
+                cli(n.port, &["ping"]).trim() == "PONG"
+            });
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { dir, nodes };
+        for n in &cluster.nodes {
+            wait_until("cluster_state:ok", Duration::from_secs(20), || {
+                cli(n.port, &["cluster", "info"]).contains("cluster_state:ok")
+            });
+        }
+        for m in cluster.masters() {
+            wait_until("every master's replica in sync", Duration::from_secs(20), || {
+                let info = cli(m, &["info", "replication"]);
+                info.contains("connected_slaves:1") && info.contains("state=online")
+            });
+        }
+        cluster
+    }
+
+    /// A URL with one seed node, as the README shows it.
+    pub fn url_with_seed(&self, port: u16) -> String {
+        format!("redis-cluster://127.0.0.1:{port}")
+    }
+
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// A running node's view of the live masters: port and slot ranges.
+    fn master_slots(&self) -> Vec<(u16, Vec<(u16, u16)>)> {
+        let Some(alive) = self.nodes.iter().find(|n| n.child.is_some()) else {
+            return Vec::new();
+        };
+        cli(alive.port, &["cluster", "nodes"])
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() < 8 || !f[2].contains("master") || f[2].contains("fail") {
+                    return None;
+                }
+                let port = f[1].split(['@', ':']).nth(1)?.parse().ok()?;
+                let ranges = f[8..]
+                    .iter()
+                    .filter(|r| !r.starts_with('['))
+                    .filter_map(|r| match r.split_once('-') {
+                        Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                        None => r.parse().ok().map(|x| (x, x)),
+                    })
+                    .collect();
+                Some((port, ranges))
+            })
+            .collect()
+    }
+
+    /// The live masters' ports.
+    pub fn masters(&self) -> Vec<u16> {
+        self.master_slots().into_iter().map(|(p, _)| p).collect()
+    }
+
+    /// The master serving `key` now.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let alive = self.nodes.iter().find(|n| n.child.is_some()).unwrap();
+        let slot: u16 = cli(alive.port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .unwrap();
+        self.master_slots()
+            .into_iter()
+            .find(|(_, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .map(|(p, _)| p)
+            .unwrap_or_else(|| panic!("no master serves slot {slot}"))
+    }
+
+    /// Kills the node on `port` (SIGKILL) and waits until another master serves its slots.
+    pub fn kill_and_fail_over(&mut self, port: u16) -> Duration {
+        let started = Instant::now();
+        self.nodes.iter_mut().find(|n| n.port == port).unwrap().kill();
+        let others: Vec<u16> = self.ports().into_iter().filter(|p| *p != port).collect();
+        wait_until("the failover", Duration::from_secs(20), || {
+            others
+                .iter()
+                .all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
+                && !self.masters().contains(&port)
+        });
+        started.elapsed()
+    }
+
+    /// Starts a killed node again: it rejoins as a replica, and every master has one again.
+    pub fn restart(&mut self, port: u16) {
+        let n = self.nodes.iter_mut().find(|n| n.port == port).unwrap();
+        n.restart();
+        wait_until("a restarted node", Duration::from_secs(10), || {
+            cli(port, &["ping"]).trim() == "PONG"
+        });
+        for m in self.masters() {
+            wait_until("every master's replica in sync", Duration::from_secs(30), || {
+                let info = cli(m, &["info", "replication"]);
+                info.contains("connected_slaves:1") && info.contains("state=online")
+            });
+        }
+    }
+}
+
+/// A Sentinel deployment: one master, one replica, three sentinels watching `mymaster`.
+pub struct RedisSentinel {
+    dir: tempfile::TempDir,
+    master: Node,
+    replica: Node,
+    sentinels: Vec<Node>,
+}
+
+pub const SERVICE: &str = "mymaster";
+
+impl RedisSentinel {
+    pub fn start() -> RedisSentinel {
+        let dir = tempfile::tempdir().unwrap();
+        let data = |name: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            d.to_str().unwrap().to_string()
+        };
+        let server = |port: u16, name: &str, extra: &[String]| {
+            let mut args: Vec<String> = [
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--dir",
+                &data(name),
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend_from_slice(extra);
+            args
+        };
+        let (m, r) = (free_port(), free_port());
+        let master = Node::start(m, server(m, "master", &[]));
+        let replica = Node::start(
+            r,
+            server(
+                r,
+                "replica",
+                &["--replicaof".into(), "127.0.0.1".into(), m.to_string()],
+            ),
+        );
+        let sentinels = (0..3)
+            .map(|i| {
+                let port = free_port();
+                let conf = dir.path().join(format!("sentinel-{i}.conf"));
+                std::fs::write(
+                    &conf,
+                    format!(
+                        "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {SERVICE} 127.0.0.1 {m} 2\n\
+                         sentinel down-after-milliseconds {SERVICE} 1000\nsentinel failover-timeout {SERVICE} 5000\n\
+                         sentinel parallel-syncs {SERVICE} 1\n",
+                        data(&format!("sentinel-{i}"))
+                    ),
+                )
+                .unwrap();
+                Node::start(port, vec![conf.to_str().unwrap().to_string(), "--sentinel".into()])
+            })
+            .collect::<Vec<_>>();
+        let s = RedisSentinel {
+            dir,
+            master,
+            replica,
+            sentinels,
+        };
+        wait_until("the replica in sync", Duration::from_secs(15), || {
+            let info = cli(m, &["info", "replication"]);
+            info.contains("connected_slaves:1") && info.contains("state=online")
+        });
+        for sen in &s.sentinels {
+            wait_until(
+                "sentinels that know each other and the replica",
+                Duration::from_secs(20),
+                || {
+                    let info = cli(sen.port, &["sentinel", "master", SERVICE]);
+                    info.contains("num-other-sentinels\n2") && info.contains("num-slaves\n1")
+                },
+            );
+        }
+        s
+    }
+
+    /// The URL naming the sentinels and the service (README, `store.url`).
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinels
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis-sentinel://{}/{SERVICE}", hosts.join(","))
+    }
+
+    pub fn master_port(&self) -> u16 {
+        self.master.port
+    }
+
+    /// Starts the killed master again: the sentinels make it the new master's replica.
+    pub fn restart_old_master(&mut self) {
+        self.master.restart();
+        let new_master = self.replica.port;
+        wait_until(
+            "the old master back as a replica",
+            Duration::from_secs(30),
+            || {
+                let info = cli(new_master, &["info", "replication"]);
+                info.contains("connected_slaves:1") && info.contains("state=online")
+            },
+        );
+    }
+
+    /// Kills the master (SIGKILL) and waits until the sentinels promoted the replica.
+    pub fn kill_master_and_fail_over(&mut self) -> Duration {
+        let started = Instant::now();
+        self.master.kill();
+        let want = self.replica.port.to_string();
+        let sentinel = self.sentinels[0].port;
+        wait_until("the sentinel failover", Duration::from_secs(30), || {
+            cli(sentinel, &["sentinel", "get-master-addr-by-name", SERVICE])
+                .lines()
+                .nth(1)
+                .is_some_and(|p| p.trim() == want)
+        });
+        started.elapsed()
+    }
+}
