@@ -254,6 +254,40 @@ async fn a_sentinel_master_dies_and_the_gateways_follow() {
     b.stop().await;
 }
 
+/// Resharding: the slot of a session (uncached) moves to another master, keys and all; the
+/// gateway follows (`MOVED`: the topology is re-learned and the lookup sent again) and writes
+/// reach the new master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resharded_slot_is_followed() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let cluster = RedisCluster::start();
+    let (up, _stop) = upstream::whoami().await;
+    let gw = Gateway::start(&config(&cluster.url_with_seed(cluster.ports()[0]), up));
+    let tokens = mint(gw.admin, "alice", 3).await;
+    // The gateway has a client for every master it wrote to; the moved slot's old master
+    // answers MOVED now.
+    let key = format!("portcullis:s:{{{}}}", token_id(&tokens[0]));
+    let (from, to) = cluster.move_slot_of(&key);
+    assert_eq!(cluster.master_of(&key), to, "moved from {from}");
+    assert_eq!(status(gw.http, &tokens[0]).await, 200, "a moved session is found");
+    let resp = admin_call(
+        gw.admin,
+        "DELETE",
+        &format!("/admin/sessions/{}", token_id(&tokens[0])),
+    )
+    .await;
+    assert_eq!(
+        status_of(&resp),
+        200,
+        "a revocation reaches the new master: {resp}"
+    );
+    assert_eq!(status(gw.http, &tokens[0]).await, 401);
+    for t in &tokens[1..] {
+        assert_eq!(status(gw.http, t).await, 200);
+    }
+    gw.stop().await;
+}
+
 struct Report {
     revoked: Vec<String>,
     seen: Seen,

@@ -209,6 +209,33 @@ impl RedisCluster {
             .unwrap_or_else(|| panic!("no master serves slot {slot}"))
     }
 
+    /// Moves the slot of `key`, with its keys, from its master to another one (as
+    /// `redis-cli --cluster reshard` does, for one slot); returns (from, to).
+    pub fn move_slot_of(&self, key: &str) -> (u16, u16) {
+        let from = self.master_of(key);
+        let to = *self.masters().iter().find(|p| **p != from).unwrap();
+        let slot = cli(from, &["cluster", "keyslot", key]).trim().to_string();
+        let id = |port: u16| cli(port, &["cluster", "myid"]).trim().to_string();
+        let (from_id, to_id) = (id(from), id(to));
+        assert!(cli(to, &["cluster", "setslot", &slot, "importing", &from_id]).contains("OK"));
+        assert!(cli(from, &["cluster", "setslot", &slot, "migrating", &to_id]).contains("OK"));
+        loop {
+            let keys = cli(from, &["cluster", "getkeysinslot", &slot, "100"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let to_port = to.to_string();
+            let mut args = vec!["migrate", "127.0.0.1", &to_port, "", "0", "5000", "keys"];
+            args.extend(keys.iter().copied());
+            assert!(cli(from, &args).contains("OK"), "MIGRATE failed");
+        }
+        for port in self.masters() {
+            assert!(cli(port, &["cluster", "setslot", &slot, "node", &to_id]).contains("OK"));
+        }
+        (from, to)
+    }
+
     /// Kills the node on `port` (SIGKILL) and waits until another master serves its slots.
     pub fn kill_and_fail_over(&mut self, port: u16) -> Duration {
         let started = Instant::now();
