@@ -144,3 +144,74 @@ async fn a_redis_outage_is_503_not_401_and_heals() {
     assert_eq!(status_of(&admin_call(gw.admin, "GET", "/readyz").await), 200);
     gw.stop().await;
 }
+
+/// Mints one session, retrying while the store cannot take it (503), for up to `limit`.
+async fn mint_when_ready(admin: std::net::SocketAddr, limit: Duration) -> Option<String> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let body = r#"{"username":"alice","count":1}"#;
+        let resp = admin_call_body(admin, "POST", "/admin/sessions", body).await;
+        if status_of(&resp) == 201 {
+            return json_of(&resp)["tokens"][0].as_str().map(str::to_string);
+        }
+        assert_eq!(status_of(&resp), 503, "{resp}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_gateway_started_before_redis_connects_when_it_comes() {
+    let mut redis = common::redis::Redis::start();
+    redis.stop();
+    let (up, _stop) = upstream::whoami().await;
+    let gw = Gateway::start(&redis_toml(&redis, up));
+    assert_eq!(status_of(&admin_call(gw.admin, "GET", "/readyz").await), 503);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart();
+    let token = mint_when_ready(gw.admin, Duration::from_secs(10))
+        .await
+        .expect("the gateway connected to a Redis that came after it");
+    assert_eq!(status_of(&get_with_token(gw.http, "/app/x", &token).await), 200);
+    assert_eq!(status_of(&admin_call(gw.admin, "GET", "/readyz").await), 200);
+    gw.stop().await;
+}
+
+/// `store.replicas` asks for more than the deployment has: every write lands on the master and
+/// is never confirmed. The client hears 503; lookups keep working; a rotation that landed
+/// still ends the old token on every instance (it holds on the master).
+#[tokio::test]
+async fn a_write_no_replica_confirms_is_503_and_still_seen_everywhere() {
+    let redis = common::redis::Redis::start();
+    let (up, _stop) = upstream::whoami().await;
+    let plain = redis_toml(&redis, up);
+    let a = Gateway::start(&plain);
+    let b = Gateway::start(&plain.replace("kind = \"redis\"", "kind = \"redis\"\nreplicas = 1"));
+    let token = mint(a.admin, "alice", 1).await.remove(0);
+    assert_eq!(status_of(&get_with_token(a.http, "/app/x", &token).await), 200);
+    assert_eq!(
+        status_of(&get_with_token(b.http, "/app/x", &token).await),
+        200,
+        "lookups do not wait for replicas"
+    );
+    let renew = format!(
+        "POST /sessions/renew HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let resp = raw(b.http, renew.as_bytes()).await;
+    assert_eq!(status_of(&resp), 503, "{resp}");
+    assert_eq!(json_of(&resp)["error"], "session_store_unavailable");
+    for gw in [&a, &b] {
+        let (status, _) = status_until(gw.http, &token, 401, Duration::from_secs(2)).await;
+        assert_eq!(status, 401, "the rotation landed: the old token ends everywhere");
+    }
+    let minted = admin_call_body(
+        b.admin,
+        "POST",
+        "/admin/sessions",
+        r#"{"username":"bob","count":1}"#,
+    )
+    .await;
+    assert_eq!(status_of(&minted), 503, "{minted}");
+    a.stop().await;
+    b.stop().await;
+}

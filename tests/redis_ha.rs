@@ -213,6 +213,37 @@ async fn a_cluster_master_dies_and_one_seed_is_enough() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_while_its_one_seed_is_down_finds_the_cluster() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut cluster = RedisCluster::start();
+    let (up, _stop) = upstream::whoami().await;
+    let seed = cluster.replicas()[0];
+    cluster.kill(seed);
+    let gw = Gateway::start(&config(&cluster.url_with_seed(seed), up));
+    assert_eq!(status_of(&admin_call(gw.admin, "GET", "/readyz").await), 503);
+    cluster.restart(seed);
+    let start = Instant::now();
+    let body = r#"{"username":"alice","count":20}"#;
+    let tokens = loop {
+        let resp = admin_call_body(gw.admin, "POST", "/admin/sessions", body).await;
+        if status_of(&resp) == 201 {
+            break json_of(&resp)["tokens"].as_array().unwrap().clone();
+        }
+        assert_eq!(status_of(&resp), 503, "{resp}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the gateway never found the cluster through its seed: {resp}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("cluster found {:?} after the seed came back", start.elapsed());
+    for t in &tokens {
+        assert_eq!(status(gw.http, t.as_str().unwrap()).await, 200);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_master_dies_and_the_gateways_follow() {
     let _alone = ONE_AT_A_TIME.lock().await;
     let mut sentinel = RedisSentinel::start();

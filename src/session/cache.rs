@@ -584,12 +584,7 @@ impl Sessions {
         let Some(mut live) = entry else {
             return Ok(Found::Nothing);
         };
-        if live.checked.load(Ordering::Relaxed) < self.suspect.load(Ordering::SeqCst) {
-            match Box::pin(self.revalidate(&id, live)).await {
-                Some(fresh) => live = fresh,
-                None => return Ok(Found::Nothing),
-            }
-        }
+        // The token is proven before anything else happens on its account (a store read).
         if !token::same_bytes(&live.secret_hash, &parsed.secret_hash()) {
             return Ok(Found::Nothing);
         }
@@ -599,6 +594,16 @@ impl Sessions {
                 return Ok(Found::Nothing);
             }
             live.prove(&tag);
+        }
+        if live.checked.load(Ordering::Relaxed) < self.suspect.load(Ordering::SeqCst) {
+            match Box::pin(self.revalidate(&id, live)).await {
+                // The record read again may hold another secret (rotated meanwhile).
+                Some(fresh) if token::same_bytes(&fresh.secret_hash, &parsed.secret_hash()) => {
+                    fresh.prove(&tag);
+                    live = fresh;
+                }
+                _ => return Ok(Found::Nothing),
+            }
         }
         let now = now();
         Ok(if live.is_active(now) {
@@ -684,7 +689,10 @@ impl Sessions {
         let found = match self.store.get(&token::id_hex(id)).await {
             Ok(found) => found,
             Err(e) => {
+                // Kept, and not asked about again each request while the store is away: a
+                // revocation missed meanwhile is bounded by `cache.ttl`, like any missed one.
                 tracing::debug!(error = %e, "cannot check a cached session again; it is kept");
+                cached.checked.store(generation, Ordering::Relaxed);
                 return Some(cached);
             }
         };

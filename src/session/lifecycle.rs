@@ -103,6 +103,19 @@ fn bump(old: &Session, mut new: Session) -> Session {
 }
 
 impl Sessions {
+    /// `Store::swap` against version `expected`. A write that landed but was not confirmed
+    /// by the replicas changed what the store serves: every cache drops the session before
+    /// the caller hears the error (a rotated token must not keep working elsewhere).
+    async fn swap(&self, new: &Session, expected: u64) -> Result<bool, StoreError> {
+        match self.store.swap(new, Some(expected)).await {
+            Err(e @ StoreError::NotReplicated(_)) => {
+                self.changed(&new.id).await;
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
     fn idle_secs(&self) -> Option<u64> {
         self.settings.idle_ttl.map(|d| d.as_secs().max(1))
     }
@@ -243,7 +256,7 @@ impl Sessions {
             // The device's token is the one that becomes active; the browser's reissue token
             // would have nowhere to go, so the device gets one by renewing.
             self.new_reissue(&mut active, id, now)?;
-            if self.store.swap(&active, Some(pending.version)).await? {
+            if self.swap(&active, pending.version).await? {
                 self.counters.activated.inc();
                 self.changed(&active.id).await;
                 return Ok(Some(active));
@@ -262,9 +275,19 @@ impl Sessions {
             };
             let mut denied = bump(&pending, pending.clone());
             denied.state = State::Denied;
-            if self.store.swap(&denied, Some(pending.version)).await? {
-                self.changed(&denied.id).await;
-                return Ok(true);
+            match self.swap(&denied, pending.version).await {
+                Ok(true) => {
+                    self.changed(&denied.id).await;
+                    return Ok(true);
+                }
+                // Denied now (the device hears it); a failover could only bring the request
+                // back to pending, to be denied again.
+                Err(StoreError::NotReplicated(e)) => {
+                    tracing::warn!(error = %e, "a denial is not on a replica yet");
+                    return Ok(true);
+                }
+                Ok(false) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Err(conflict())
@@ -296,7 +319,7 @@ impl Sessions {
             new.expires = now.saturating_add(self.settings.ttl.as_secs());
             new.last_used = now;
             let reissue = self.new_reissue(&mut new, key, now)?;
-            if self.store.swap(&new, Some(old.version)).await? {
+            if self.swap(&new, old.version).await? {
                 self.counters.renewed.inc();
                 self.changed(id).await;
                 return Ok(Some(Issued {
@@ -346,7 +369,7 @@ impl Sessions {
                     hash: hash.clone(),
                     used_at_ms: now_ms(),
                 });
-                if self.store.swap(&new, Some(old.version)).await? {
+                if self.swap(&new, old.version).await? {
                     self.counters.reissued.inc();
                     self.changed(&id).await;
                     return Ok(Reissued::Issued(Box::new(Issued {
@@ -415,7 +438,7 @@ impl Sessions {
             };
             let mut new = bump(&old, old.clone());
             new.last_used = new.last_used.max(now);
-            match self.store.swap(&new, Some(old.version)).await {
+            match self.store.touch(&new, old.version).await {
                 // The cached copy still has the old end; the next request reads the new one.
                 Ok(true) => return self.forget(&new.id).await,
                 Err(_) => return,

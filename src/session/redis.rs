@@ -11,34 +11,44 @@
 //! Availability rules (SPEC §3):
 //! - Commands fail fast where the client has no connection, so one master down refuses only
 //!   the sessions whose slots it served (no all-or-nothing readiness gate); a lookup gives up
-//!   after `LOOKUP_TIMEOUT`, so a node that died unnoticed stalls nothing for long.
-//! - The client reconnects by itself, through every node it has learned (cluster) or the
-//!   sentinels' current master (Sentinel): no restart is ever needed.
+//!   after `LOOKUP_TIMEOUT` in all (a node that died unnoticed stalls nothing for long).
+//! - The clients reconnect by themselves, through every node learned (cluster) or the
+//!   sentinels' current master (Sentinel), from their first connection on: no restart is ever
+//!   needed, and a gateway may start before Redis does.
+//! - Each server gets two connections (`redis_url::Pair`): lookups never wait behind a write.
 //! - With replicas (`store.replicas`, default 1 for Cluster and Sentinel), a write is
-//!   acknowledged only once that many replicas hold it (`WAIT`), so a failover loses no
-//!   acknowledged session and brings back no revoked one.
+//!   confirmed only once that many replicas hold it (`WAIT`), so a failover loses no confirmed
+//!   session and brings back no revoked one. A write that landed on the master but was not
+//!   confirmed in time is `StoreError::NotReplicated` (the caller answers 503 and still drops
+//!   the session from every cache); a revocation is never refused for it, and an idle touch
+//!   does not wait. `WAIT` counts the writes of its own connection: after a reconnection
+//!   between a write and its `WAIT`, that write is not counted (reported as not replicated,
+//!   never the reverse).
 
 use super::Session;
 use super::cache::Revocation;
 use super::redis_shards::{self, Shards};
-use super::redis_url::{self, Deployment};
+use super::redis_url::{self, Deployment, Pair, Role, command_options};
 use super::store::{StoreError, decode, encode};
+use fred::clients::WithOptions;
 use fred::prelude::*;
-use fred::types::{Expiration, ExpireOptions};
+use fred::types::{ClusterHash, CustomCommand, Expiration, ExpireOptions};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a session lookup (and `/readyz`'s ping) may wait on Redis.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a write may wait on its master.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a write waits for its replicas.
 const REPLICA_WAIT_MS: i64 = 500;
 
-/// Where commands go: one client (a server, or Sentinel's master), or a master's own client
-/// per slot (Cluster, `redis_shards`).
+/// Where commands go: one server's clients (a server, or Sentinel's master), or a master's own
+/// clients per slot (Cluster, `redis_shards`).
 #[derive(Clone)]
 enum Backend {
-    Plain(Client),
+    Plain(Pair),
     Sharded(Arc<Shards>),
 }
 
@@ -46,7 +56,7 @@ enum Backend {
 pub struct RedisStore {
     backend: Backend,
     prefix: String,
-    /// Replicas that must hold a write before it is acknowledged (0: none).
+    /// Replicas that must hold a write before it is confirmed (0: none).
     replicas: i64,
 }
 
@@ -56,17 +66,28 @@ fn builder(url: &str) -> Result<Builder, String> {
     Ok(redis_url::client_builder(config))
 }
 
-/// Options of a lookup: bounded by `LOOKUP_TIMEOUT`.
-fn quick() -> Options {
-    Options {
-        timeout: Some(LOOKUP_TIMEOUT),
-        ..Options::default()
-    }
+/// A client of `role`, with that role's time limit.
+type Conn = WithOptions<Client>;
+
+fn with_role(pair: &Pair, role: Role) -> Conn {
+    let timeout = match role {
+        Role::Read => LOOKUP_TIMEOUT,
+        Role::Write => WRITE_TIMEOUT,
+    };
+    pair.client(role).with_options(&command_options(timeout))
+}
+
+/// Whether a write must wait for its replicas.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    Confirmed,
+    /// Losing it in a failover only shortens a session (an idle touch).
+    BestEffort,
 }
 
 impl RedisStore {
-    /// Starts the client (on the caller's runtime) and waits up to `wait` for a first
-    /// connection; if Redis is down it keeps trying in the background. `replicas`: see
+    /// Starts the clients (on the caller's runtime) and waits up to `wait` for a first
+    /// connection; if Redis is down they keep trying in the background. `replicas`: see
     /// `default_replicas`.
     pub async fn connect(
         url: &str,
@@ -78,17 +99,11 @@ impl RedisStore {
         let backend = if kind == Deployment::Cluster {
             Backend::Sharded(Shards::connect(config, wait).await?)
         } else {
-            let client = redis_url::client_builder(config)
-                .build()
-                .map_err(|e| format!("redis client: {e}"))?;
-            client.connect();
-            if tokio::time::timeout(wait, client.wait_for_connect())
-                .await
-                .is_err()
-            {
+            let pair = Pair::connect(&config)?;
+            if !pair.wait_for_connect(wait).await {
                 tracing::warn!("redis is not reachable yet; the gateway starts and keeps trying");
             }
-            Backend::Plain(client)
+            Backend::Plain(pair)
         };
         Ok(RedisStore {
             backend,
@@ -103,11 +118,11 @@ impl RedisStore {
         u32::from(redis_url::deployment(url).is_some_and(Deployment::replicated))
     }
 
-    /// The client that serves `key`.
-    async fn node(&self, key: &str) -> Result<Client, StoreError> {
+    /// The clients of the server that serves `key`. Without a topology yet, one is asked for.
+    async fn node(&self, key: &str) -> Result<Pair, StoreError> {
         match &self.backend {
-            Backend::Plain(client) => Ok(client.clone()),
-            Backend::Sharded(shards) => shards.client_for(key).await,
+            Backend::Plain(pair) => Ok(pair.clone()),
+            Backend::Sharded(shards) => shards.client_for(key).await.inspect_err(|_| shards.refresh()),
         }
     }
 
@@ -120,48 +135,51 @@ impl RedisStore {
         StoreError::Unavailable(e.to_string())
     }
 
-    /// Runs `command` on the client of `key`'s node. A moved slot is re-learned and the command
-    /// sent once more (it was refused, so nothing ran twice).
-    async fn on<T, F, Fut>(&self, key: &str, command: F) -> Result<T, StoreError>
+    /// Runs `command` on the `role` connection of `key`'s node. A moved slot is re-learned and
+    /// the command sent once more (it was refused, so nothing ran twice).
+    async fn on<T, F, Fut>(&self, key: &str, role: Role, command: F) -> Result<T, StoreError>
     where
-        F: Fn(Client) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
     {
-        match command(self.node(key).await?).await {
+        match command(with_role(&self.node(key).await?, role)).await {
             Ok(v) => Ok(v),
             Err(e) => match &self.backend {
                 Backend::Sharded(shards) if redis_shards::is_redirect(&e) => {
                     shards.resync().await;
-                    command(self.node(key).await?).await.map_err(|e| self.failed(e))
+                    command(with_role(&self.node(key).await?, role))
+                        .await
+                        .map_err(|e| self.failed(e))
                 }
                 _ => Err(self.failed(e)),
             },
         }
     }
 
-    /// Waits until `replicas` replicas hold every write made so far on `key`'s node (the
-    /// same connection as the write: `WAIT` counts that connection's writes).
+    /// Waits until `replicas` replicas hold every write made so far on `key`'s node (on the
+    /// write connection, as the write: `WAIT` counts that connection's writes). The write
+    /// itself landed: any shortfall is `NotReplicated`.
     async fn replicated(&self, key: &str) -> Result<(), StoreError> {
         if self.replicas == 0 {
             return Ok(());
         }
         let replicas = self.replicas;
-        let options = Options {
-            timeout: Some(Duration::from_millis(REPLICA_WAIT_MS as u64 + 500)),
-            ..Options::default()
+        let options = command_options(Duration::from_millis(REPLICA_WAIT_MS as u64 + 500));
+        let acked = async {
+            let pair = self.node(key).await?;
+            pair.client(Role::Write)
+                .with_options(&options)
+                .wait::<i64>(replicas, REPLICA_WAIT_MS)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
         };
-        let acked: i64 = self
-            .on(key, |c| {
-                let options = options.clone();
-                async move { c.with_options(&options).wait(replicas, REPLICA_WAIT_MS).await }
-            })
-            .await?;
-        if acked < replicas {
-            return Err(StoreError::Unavailable(format!(
-                "a write reached {acked} of the {replicas} replicas store.replicas asks for"
-            )));
+        match acked.await {
+            Ok(acked) if acked >= replicas => Ok(()),
+            Ok(acked) => Err(StoreError::NotReplicated(format!(
+                "{acked} of the {replicas} replicas store.replicas asks for confirmed it"
+            ))),
+            Err(e) => Err(StoreError::NotReplicated(e.to_string())),
         }
-        Ok(())
     }
 
     fn session_key(&self, id: &str) -> String {
@@ -178,12 +196,14 @@ impl RedisStore {
 
     pub async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let key = self.session_key(id);
-        let raw: Option<Vec<u8>> = self
-            .on(&key, |c| {
-                let key = key.clone();
-                async move { c.with_options(&quick()).get(key).await }
-            })
-            .await?;
+        let read = self.on(&key, Role::Read, |c| {
+            let key = key.clone();
+            async move { c.get::<Option<Vec<u8>>, _>(key).await }
+        });
+        // One bound for the whole lookup, a re-learned topology and second try included.
+        let raw = tokio::time::timeout(LOOKUP_TIMEOUT, read)
+            .await
+            .map_err(|_| StoreError::Unavailable("redis did not answer a lookup in time".into()))??;
         match raw {
             None => Ok(None),
             Some(bytes) => {
@@ -197,7 +217,7 @@ impl RedisStore {
         let bytes = bytes::Bytes::from(encode(session)?);
         let end = session.ends_at() as i64;
         let key = self.session_key(&session.id);
-        self.on(&key, |c| {
+        self.on(&key, Role::Write, |c| {
             let (key, bytes) = (key.clone(), bytes.clone());
             async move {
                 c.set::<(), _, _>(key, bytes, Some(Expiration::EXAT(end)), None, false)
@@ -205,14 +225,31 @@ impl RedisStore {
             }
         })
         .await?;
-        self.replicated(&key).await?;
-        self.index(session).await
+        let replicated = self.replicated(&key).await;
+        self.index(session).await;
+        replicated
+    }
+
+    /// Compare-and-set (`Store::swap`), its write confirmed by the replicas.
+    pub async fn swap(&self, session: &Session, expected: Option<u64>) -> Result<bool, StoreError> {
+        self.swap_with(session, expected, Durability::Confirmed).await
+    }
+
+    /// Compare-and-set without waiting for replicas (`Store::touch`).
+    pub async fn touch(&self, session: &Session, expected: u64) -> Result<bool, StoreError> {
+        self.swap_with(session, Some(expected), Durability::BestEffort)
+            .await
     }
 
     /// Compare-and-set in one Lua script (atomic on the server; one key, so Cluster-safe).
     /// The per-user index is updated afterwards: a session never changes user, so only its
     /// score (end) moves, and a lost race there costs at most a stale score.
-    pub async fn swap(&self, session: &Session, expected: Option<u64>) -> Result<bool, StoreError> {
+    async fn swap_with(
+        &self,
+        session: &Session,
+        expected: Option<u64>,
+        durability: Durability,
+    ) -> Result<bool, StoreError> {
         const SWAP: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -229,57 +266,65 @@ return 1
         let end = session.ends_at().to_string();
         let key = self.session_key(&session.id);
         let written: i64 = self
-            .on(&key, |c| {
+            .on(&key, Role::Write, |c| {
                 let args = vec![
+                    Value::from(SWAP),
+                    Value::from(1),
+                    Value::from(key.clone()),
                     Value::from(expected.clone()),
                     Value::Bytes(bytes.clone()),
                     Value::from(end.clone()),
                 ];
-                let key = key.clone();
-                async move { c.eval(SWAP, vec![key], args).await }
+                let eval = CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false);
+                async move { c.custom(eval, args).await }
             })
             .await?;
-        if written == 1 {
-            self.replicated(&key).await?;
+        if written != 1 {
+            return Ok(false);
         }
-        // The session itself is written: a failed index update must not make the caller
-        // believe otherwise (it would retry, or answer 503 for a change that happened).
-        if written == 1
-            && let Err(e) = self.index(session).await
-        {
-            tracing::warn!(session = %session.id, error = %e, "redis: per-user index not updated");
-        }
-        Ok(written == 1)
+        let replicated = match durability {
+            Durability::Confirmed => self.replicated(&key).await,
+            Durability::BestEffort => Ok(()),
+        };
+        self.index(session).await;
+        replicated.map(|()| true)
     }
 
-    /// Keeps `<prefix>:u:{user}` in step with a written session.
-    async fn index(&self, session: &Session) -> Result<(), StoreError> {
+    /// Keeps `<prefix>:u:{user}` in step with a written session. The session itself is
+    /// written: a failure here (the index may live on another master) is logged, never made
+    /// the caller's (it would retry, or answer 503 for a change that happened). Listings
+    /// read each session again, so a stale index entry only costs a lookup.
+    async fn index(&self, session: &Session) {
         let end = session.ends_at() as i64;
         let Some(u) = &session.user else {
-            return Ok(());
+            return;
         };
         let key = self.user_key(&u.username);
         let id = session.id.clone();
         let now = super::now() as f64;
-        self.on(&key, |c| {
-            let (key, id) = (key.clone(), id.clone());
-            async move {
-                c.zremrangebyscore::<(), _, _, _>(&key, f64::NEG_INFINITY, now)
-                    .await?;
-                c.zadd::<(), _, _>(&key, None, None, false, false, (end as f64, id.as_str()))
-                    .await?;
-                // NX gives a fresh index its expiry; GT moves it later, never earlier.
-                c.expire_at::<(), _>(&key, end, Some(ExpireOptions::NX)).await?;
-                c.expire_at::<(), _>(&key, end, Some(ExpireOptions::GT)).await
-            }
-        })
-        .await
+        let indexed = self
+            .on(&key, Role::Write, |c| {
+                let (key, id) = (key.clone(), id.clone());
+                async move {
+                    c.zremrangebyscore::<(), _, _, _>(&key, f64::NEG_INFINITY, now)
+                        .await?;
+                    c.zadd::<(), _, _>(&key, None, None, false, false, (end as f64, id.as_str()))
+                        .await?;
+                    // NX gives a fresh index its expiry; GT moves it later, never earlier.
+                    c.expire_at::<(), _>(&key, end, Some(ExpireOptions::NX)).await?;
+                    c.expire_at::<(), _>(&key, end, Some(ExpireOptions::GT)).await
+                }
+            })
+            .await;
+        if let Err(e) = indexed {
+            tracing::warn!(session = %session.id, error = %e, "redis: per-user index not updated");
+        }
     }
 
     pub async fn delete(&self, id: &str) -> Result<Option<Session>, StoreError> {
         let key = self.session_key(id);
         let raw: Option<Vec<u8>> = self
-            .on(&key, |c| {
+            .on(&key, Role::Write, |c| {
                 let key = key.clone();
                 async move { c.getdel(key).await }
             })
@@ -293,11 +338,15 @@ return 1
         let s = decode(&bytes)?;
         if let Some(u) = &s.user {
             let user_key = self.user_key(&u.username);
-            self.on(&user_key, |c| {
-                let (user_key, id) = (user_key.clone(), id.to_string());
-                async move { c.zrem::<(), _, _>(user_key, id).await }
-            })
-            .await?;
+            let unindexed = self
+                .on(&user_key, Role::Write, |c| {
+                    let (user_key, id) = (user_key.clone(), id.to_string());
+                    async move { c.zrem::<(), _, _>(user_key, id).await }
+                })
+                .await;
+            if let Err(e) = unindexed {
+                tracing::warn!(session = %id, error = %e, "redis: per-user index keeps a revoked id");
+            }
         }
         Ok(Some(s))
     }
@@ -306,7 +355,7 @@ return 1
         let now = super::now();
         let key = self.user_key(username);
         let ids: Vec<String> = self
-            .on(&key, |c| {
+            .on(&key, Role::Read, |c| {
                 let key = key.clone();
                 async move { c.zrangebyscore(key, now as f64, f64::INFINITY, false, None).await }
             })
@@ -323,9 +372,8 @@ return 1
     /// Whether the store answers (`/readyz`); for a cluster, whether any master does.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Plain(client) => {
-                let _: String = client
-                    .with_options(&quick())
+            Backend::Plain(pair) => {
+                let _: String = with_role(pair, Role::Read)
                     .ping(None)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
@@ -335,15 +383,25 @@ return 1
         }
     }
 
-    /// Tells every instance that a session was revoked (in a cluster, any node broadcasts).
+    /// Tells every instance that a session was revoked. In a cluster any master broadcasts
+    /// to all nodes: each is tried until one takes it.
     pub async fn publish_revocation(&self, id: &str) -> Result<(), StoreError> {
         let channel = self.revoke_channel();
-        self.on(&channel, |c| {
-            let (channel, id) = (channel.clone(), id.to_string());
-            async move { c.publish::<i64, _, _>(channel, id).await }
-        })
-        .await?;
-        Ok(())
+        let pairs = match &self.backend {
+            Backend::Plain(pair) => vec![pair.clone()],
+            Backend::Sharded(shards) => shards.primaries().await,
+        };
+        let mut last = StoreError::Unavailable("no cluster master is known".into());
+        for pair in pairs {
+            let published = with_role(&pair, Role::Write)
+                .publish::<i64, _, _>(channel.as_str(), id)
+                .await;
+            match published {
+                Ok(_) => return Ok(()),
+                Err(e) => last = self.failed(e),
+            }
+        }
+        Err(last)
     }
 
     /// Subscribes to revocations and forwards them to `tx`: each revoked id, and `All` after

@@ -3,14 +3,18 @@
 //! while a dead master is still listed, keeps that task in its reconnection loop: every
 //! command, to every master, waited (issue #14, finding 3). Here that client only follows the
 //! topology (`control`: it learns the cluster from one seed and re-learns it through every node
-//! it knows); each command goes to its slot's master over a client of that master alone.
+//! it knows); each command goes to its slot's master over a client of that master alone (a
+//! `Pair`: one connection for lookups, one for writes and their `WAIT`).
 //!
 //! - A command that meets a moved slot (`MOVED`, `ASK`) re-learns the topology and is sent
 //!   once more; any other failure starts a re-learning in the background and is answered as
 //!   the store being unavailable (503) — fast: node clients fail fast while disconnected.
 //! - A master that left the topology (replaced in a failover) has its client dropped.
+//! - Not followed: `ASK` (a slot in the middle of a migration). The keys already moved answer
+//!   503 until the migration ends (`redis-cli --cluster reshard` moves a slot in moments); then
+//!   `MOVED` is followed as above.
 
-use super::redis_url;
+use super::redis_url::{self, Pair, command_options};
 use super::store::StoreError;
 use fred::prelude::*;
 use fred::types::config::ServerConfig;
@@ -24,7 +28,7 @@ pub struct Shards {
     control: Client,
     /// What every node client is made from (credentials, database), its server replaced.
     template: Config,
-    nodes: Mutex<HashMap<Server, Client>>,
+    nodes: Mutex<HashMap<Server, Pair>>,
     refreshing: AtomicBool,
 }
 
@@ -57,8 +61,8 @@ impl Shards {
         }))
     }
 
-    /// The client of the master that serves `key` now.
-    pub async fn client_for(&self, key: &str) -> Result<Client, StoreError> {
+    /// The clients of the master that serves `key` now.
+    pub async fn client_for(&self, key: &str) -> Result<Pair, StoreError> {
         let slot = fred::util::redis_keyslot(key.as_bytes());
         let server = self
             .control
@@ -68,32 +72,44 @@ impl Shards {
         self.node(server).await
     }
 
-    /// The client of one master, made (and connected, for at most a lookup's time) at first use.
-    async fn node(&self, server: Server) -> Result<Client, StoreError> {
-        if let Some(client) = self.nodes.lock().ok().and_then(|n| n.get(&server).cloned()) {
-            return Ok(client);
+    /// The clients of one master, made (and connected, for at most a lookup's time) at first
+    /// use.
+    async fn node(&self, server: Server) -> Result<Pair, StoreError> {
+        if let Some(pair) = self.nodes.lock().ok().and_then(|n| n.get(&server).cloned()) {
+            return Ok(pair);
         }
         let mut config = self.template.clone();
         config.server = ServerConfig::Centralized {
             server: server.clone(),
         };
-        let client = redis_url::client_builder(config)
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("redis client: {e}")))?;
-        client.connect();
-        let _ = tokio::time::timeout(super::redis::LOOKUP_TIMEOUT, client.wait_for_connect()).await;
+        let pair = Pair::connect(&config).map_err(StoreError::Unavailable)?;
+        pair.wait_for_connect(super::redis::LOOKUP_TIMEOUT).await;
         let mut nodes = self
             .nodes
             .lock()
             .map_err(|_| StoreError::Unavailable("redis node table poisoned".into()))?;
         // Another request may have made one meanwhile: keep that one.
-        let kept = nodes.entry(server).or_insert(client.clone()).clone();
-        if !kept.id().eq(client.id()) {
-            tokio::spawn(async move {
-                let _ = client.quit().await;
-            });
+        let kept = nodes.entry(server).or_insert(pair.clone()).clone();
+        if !kept.same(&pair) {
+            pair.quit();
         }
         Ok(kept)
+    }
+
+    /// The clients of every master, as the topology says now.
+    pub async fn primaries(&self) -> Vec<Pair> {
+        let servers = self
+            .control
+            .cached_cluster_state()
+            .map(|s| s.unique_primary_nodes())
+            .unwrap_or_default();
+        let mut pairs = Vec::with_capacity(servers.len());
+        for server in servers {
+            if let Ok(pair) = self.node(server).await {
+                pairs.push(pair);
+            }
+        }
+        pairs
     }
 
     /// Re-learns the topology now (bounded), for a command about to be sent again.
@@ -126,10 +142,8 @@ impl Shards {
         };
         let gone: Vec<Server> = nodes.keys().filter(|s| !primaries.contains(s)).cloned().collect();
         for server in gone {
-            if let Some(client) = nodes.remove(&server) {
-                tokio::spawn(async move {
-                    let _ = client.quit().await;
-                });
+            if let Some(pair) = nodes.remove(&server) {
+                pair.quit();
             }
         }
     }
@@ -137,20 +151,10 @@ impl Shards {
     /// Whether any master answers (`/readyz`: the store is reachable; one master down leaves
     /// the others serving their sessions).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let primaries = self
-            .control
-            .cached_cluster_state()
-            .map(|s| s.unique_primary_nodes())
-            .unwrap_or_default();
-        for server in primaries {
-            let Ok(client) = self.node(server).await else {
-                continue;
-            };
-            let quick = client.with_options(&Options {
-                timeout: Some(super::redis::LOOKUP_TIMEOUT),
-                ..Options::default()
-            });
-            if quick.ping::<String>(None).await.is_ok() {
+        let quick = command_options(super::redis::LOOKUP_TIMEOUT);
+        for pair in self.primaries().await {
+            let reads = pair.client(redis_url::Role::Read).with_options(&quick);
+            if reads.ping::<String>(None).await.is_ok() {
                 return Ok(());
             }
         }

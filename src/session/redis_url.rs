@@ -11,10 +11,13 @@ use fred::prelude::*;
 use fred::types::config::{ClusterDiscoveryPolicy, ServerConfig};
 use std::time::Duration;
 
-/// A client builder with the gateway's timeouts and reconnect policy: commands fail fast while
-/// disconnected, are sent once, and the client reconnects every 250 ms, for ever.
+/// A client builder with the gateway's timeouts and reconnect policy: commands are sent once,
+/// and the client reconnects by itself, for ever — its first connection too (fred's
+/// `Config::fail_fast` would give up for good when the first one fails: a gateway started
+/// before Redis would never reach it). Commands fail fast while disconnected through their
+/// own options (`command_options`).
 pub fn client_builder(mut config: Config) -> Builder {
-    config.fail_fast = true;
+    config.fail_fast = false;
     let mut b = Builder::from_config(config);
     b.with_connection_config(|c| {
         c.connection_timeout = Duration::from_secs(2);
@@ -28,8 +31,87 @@ pub fn client_builder(mut config: Config) -> Builder {
     .with_performance_config(|p| {
         p.default_command_timeout = Duration::from_secs(2);
     })
-    .set_policy(ReconnectPolicy::new_constant(0, 250));
+    .set_policy(reconnect_policy());
     b
+}
+
+/// The first attempt at once (after 1 ms, with up to 25 ms of jitter: a gateway starting,
+/// or a connection just lost), then every 250 ms, for ever. (fred sleeps before every attempt,
+/// the first one too: a constant 250 ms would hold a new node's first lookup past its limit.)
+fn reconnect_policy() -> ReconnectPolicy {
+    let mut policy = ReconnectPolicy::new_exponential(0, 1, 250, 250);
+    policy.set_jitter(25);
+    policy
+}
+
+/// A command's options: answered within `timeout`, and at once while disconnected.
+pub fn command_options(timeout: Duration) -> Options {
+    Options {
+        timeout: Some(timeout),
+        fail_fast: true,
+        ..Options::default()
+    }
+}
+
+/// Which of a server's two connections a command uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Read,
+    Write,
+}
+
+/// A server's two clients. `WAIT` holds its connection until the replicas answer (up to
+/// half a second while one is away): lookups never queue behind it, and a write's `WAIT`
+/// goes on the connection that made the write, as `WAIT` requires.
+#[derive(Clone)]
+pub struct Pair {
+    reads: Client,
+    writes: Client,
+}
+
+impl Pair {
+    /// Builds and starts both clients (they keep reconnecting by themselves).
+    pub fn connect(config: &Config) -> Result<Pair, String> {
+        let make = || {
+            let client = client_builder(config.clone())
+                .build()
+                .map_err(|e| format!("redis client: {e}"))?;
+            client.connect();
+            Ok::<_, String>(client)
+        };
+        Ok(Pair {
+            reads: make()?,
+            writes: make()?,
+        })
+    }
+
+    /// Waits up to `wait` for both connections; whether they are up.
+    pub async fn wait_for_connect(&self, wait: Duration) -> bool {
+        let both = async {
+            self.reads.wait_for_connect().await.is_ok() && self.writes.wait_for_connect().await.is_ok()
+        };
+        tokio::time::timeout(wait, both).await.unwrap_or(false)
+    }
+
+    pub fn client(&self, role: Role) -> &Client {
+        match role {
+            Role::Read => &self.reads,
+            Role::Write => &self.writes,
+        }
+    }
+
+    /// Whether both are the same clients (not another pair to the same server).
+    pub fn same(&self, other: &Pair) -> bool {
+        self.reads.id() == other.reads.id()
+    }
+
+    /// Closes both, in the background.
+    pub fn quit(self) {
+        tokio::spawn(async move {
+            let _ = self.reads.quit().await;
+            let _ = self.writes.quit().await;
+        });
+    }
 }
 
 /// What kind of deployment a URL names.

@@ -16,6 +16,10 @@ pub enum StoreError {
     /// The store cannot be reached now (redis down, disk failing); a retry may work.
     #[error("session store unavailable: {0}")]
     Unavailable(String),
+    /// A write landed on the Redis master but `store.replicas` replicas did not confirm it in
+    /// time: it holds now, and a failover may undo it.
+    #[error("session store did not confirm a write on its replicas: {0}")]
+    NotReplicated(String),
     /// A stored record could not be read back.
     #[error("session store returned an unreadable record: {0}")]
     Corrupt(String),
@@ -65,6 +69,15 @@ impl Store {
             Store::Memory(s) => Ok(s.swap(session, expected)),
             Store::Embedded(s) => s.swap(session, expected).await,
             Store::Redis(s) => s.swap(session, expected).await,
+        }
+    }
+
+    /// `swap` for a write whose loss only shortens a session (an idle touch): Redis does not
+    /// wait for replicas to confirm it.
+    pub async fn touch(&self, session: &Session, expected: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Redis(s) => s.touch(session, expected).await,
+            _ => self.swap(session, Some(expected)).await,
         }
     }
 

@@ -231,11 +231,7 @@ user_uuid = "22222222-2222-4222-8222-222222222222"
 /// Mints `count` active sessions for `user` through the admin API.
 pub async fn mint(admin: SocketAddr, user: &str, count: u32) -> Vec<String> {
     let body = format!(r#"{{"username":"{user}","count":{count}}}"#);
-    let req = format!(
-        "POST /admin/sessions HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer test-admin-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let resp = raw(admin, req.as_bytes()).await;
+    let resp = admin_call_body(admin, "POST", "/admin/sessions", &body).await;
     assert_eq!(status_of(&resp), 201, "{resp}");
     json_of(&resp)["tokens"]
         .as_array()
@@ -249,6 +245,15 @@ pub async fn mint(admin: SocketAddr, user: &str, count: u32) -> Vec<String> {
 pub async fn admin_call(admin: SocketAddr, method: &str, path: &str) -> String {
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer test-admin-token-0123456789\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    raw(admin, req.as_bytes()).await
+}
+
+/// An admin call with a JSON body; returns the raw answer.
+pub async fn admin_call_body(admin: SocketAddr, method: &str, path: &str, body: &str) -> String {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer test-admin-token-0123456789\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     raw(admin, req.as_bytes()).await
 }

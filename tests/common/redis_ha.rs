@@ -112,6 +112,9 @@ impl RedisCluster {
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
+                    // As the README recommends: a master lost stops only its own slots.
+                    "--cluster-require-full-coverage",
+                    "no",
                     "--appendonly",
                     "yes",
                     "--save",
@@ -234,6 +237,20 @@ impl RedisCluster {
             assert!(cli(port, &["cluster", "setslot", &slot, "node", &to_id]).contains("OK"));
         }
         (from, to)
+    }
+
+    /// Kills the node on `port` (SIGKILL) and waits for nothing.
+    pub fn kill(&mut self, port: u16) {
+        self.nodes.iter_mut().find(|n| n.port == port).unwrap().kill();
+    }
+
+    /// The ports of the nodes that serve no slots (replicas).
+    pub fn replicas(&self) -> Vec<u16> {
+        let masters = self.masters();
+        self.ports()
+            .into_iter()
+            .filter(|p| !masters.contains(p))
+            .collect()
     }
 
     /// Kills the node on `port` (SIGKILL) and waits until another master serves its slots.
