@@ -237,7 +237,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
+        let Some(mut inner) = this.inner.as_pin_mut() else {
             return Poll::Ready(None);
         };
         let progress = this.progress.as_deref();
@@ -250,7 +250,7 @@ impl Body for UpstreamBody {
                 p.sent();
             }
         };
-        match inner.poll_frame(cx) {
+        match inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
                 Some(data) => {
                     let len = data.len() as u64;
@@ -260,6 +260,11 @@ impl Body for UpstreamBody {
                     *this.remaining -= len;
                     if let Some(p) = progress {
                         p.moved();
+                    }
+                    // A body of known length ends with its last piece: hyper's client then
+                    // stops polling (it never asks for the `None`), and the body is sent.
+                    if inner.is_end_stream() {
+                        sent();
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }

@@ -236,9 +236,9 @@ async fn proxy(
         parts.uri.path(),
         parts.uri.query(),
     )?;
-    // A cookie rides along on cross-site requests: unsafe methods from another site are refused.
-    if by_cookie
-        && identity.is_some()
+    // A cookie rides along on cross-site requests (and single-user mode's identity needs
+    // nothing at all): unsafe methods from another site are refused.
+    if auth::ambient(by_cookie, identity.as_ref(), shared.local_user.as_ref())
         && !parts.method.is_safe()
         && crate::api::cross_site(&parts.headers, host_value.as_ref().and_then(|v| v.to_str().ok()))
     {
@@ -438,19 +438,28 @@ fn forwarded_path(route: &Route, path: &str, query: Option<&str>) -> Result<Path
     .map_err(|_| GatewayError::BadPath("the path cannot be forwarded"))
 }
 
-/// The normalized path as the upstream sees it: without the route's prefix with `strip_prefix`.
+/// The normalized path as the upstream sees it: without the route's prefix with
+/// `strip_prefix`; otherwise a prefix matched leniently (`/Admin;x/`, `/admin./` for `/admin`,
+/// `route::prefix_match`) is sent as the route spells it, so the origin serves the path the
+/// route's policy was decided for (a case-sensitive origin would serve `/admin/Login/x` under
+/// `/admin`, not under a public `/admin/login`).
 pub(crate) fn upstream_path<'p>(route: &Route, path: &'p str) -> Cow<'p, str> {
-    if !route.config.strip_prefix {
-        return Cow::Borrowed(path);
-    }
-    // The part of the path the prefix covered, however it was matched (`route::prefix_match`).
     let prefix = route.config.path_prefix.trim_end_matches('/');
     let covered = if prefix.is_empty() {
-        0
+        Some(0)
     } else {
-        route::prefix_match(prefix, path).unwrap_or(0)
+        route::prefix_match(prefix, path)
     };
-    let rest = path.get(covered..).unwrap_or(path);
+    let Some((matched, rest)) = covered.and_then(|at| path.split_at_checked(at)) else {
+        return Cow::Borrowed(path);
+    };
+    if !route.config.strip_prefix {
+        return if matched == prefix {
+            Cow::Borrowed(path)
+        } else {
+            Cow::Owned(format!("{prefix}{rest}"))
+        };
+    }
     if rest.starts_with('/') {
         Cow::Borrowed(rest)
     } else {

@@ -143,7 +143,8 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// them, so that no origin serves a protected route's path through a laxer route: `;`
 /// parameters dropped (Tomcat, Jetty, Spring: `/admin;x/y` is `/admin/y`), trailing dots and
 /// spaces dropped (Windows, IIS), ASCII case ignored (case-insensitive file systems). What is
-/// forwarded is the path as normalized; only the choice of route is lenient.
+/// forwarded is the path as normalized, its covered part as the route spells it
+/// (`pipeline::upstream_path`).
 pub fn prefix_match(prefix: &str, path: &str) -> Option<usize> {
     // The common case: the prefix as it is.
     if let Some(rest) = path.strip_prefix(prefix)

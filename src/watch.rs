@@ -1,7 +1,9 @@
 //! Connection supervision without per-poll cost. Each worker keeps a registry of its open
 //! connections; one supervisor task per worker closes idle ones (no bytes moved and nothing in
-//! flight for a whole `idle_timeout`) and, on shutdown, tells every connection to finish
-//! gracefully. A connection learns of it through a flag and a waker: polling it costs one
+//! flight for a whole `idle_timeout`), breaks off those whose client has read nothing of an
+//! answer for as long (a write waiting the whole time: nginx's `send_timeout`; such a client
+//! would otherwise hold its connection, and the upstream connection feeding it, for ever) and,
+//! on shutdown, tells every connection to finish gracefully. A connection learns of it through a flag and a waker: polling it costs one
 //! waker registration, not a timer and a cancellation future on every wake-up.
 
 use futures_util::task::AtomicWaker;
@@ -19,6 +21,12 @@ pub struct ConnWatch {
     pub in_flight: AtomicUsize,
     close: AtomicBool,
     waker: AtomicWaker,
+    /// A write to the client is waiting for room (set and cleared by `io::ActivityIo`).
+    pub write_blocked: AtomicBool,
+    /// The connection is broken off: its reads and writes fail from now on.
+    aborted: AtomicBool,
+    /// The waiting write's task, woken when the connection is broken off.
+    pub write_waker: AtomicWaker,
     /// The activity count the supervisor saw last time (only the supervisor touches it).
     seen: AtomicU64,
 }
@@ -30,6 +38,9 @@ impl ConnWatch {
             in_flight: AtomicUsize::new(0),
             close: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            write_blocked: AtomicBool::new(false),
+            aborted: AtomicBool::new(false),
+            write_waker: AtomicWaker::new(),
             // Never equal to a real count: a new connection gets a full round before it can be
             // judged idle.
             seen: AtomicU64::new(u64::MAX),
@@ -40,6 +51,17 @@ impl ConnWatch {
     pub fn close(&self) {
         self.close.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Breaks the connection off: its waiting write (and every read and write after) fails.
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.write_waker.wake();
+        self.close();
+    }
+
+    pub fn aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
     }
 
     /// Whether the connection was asked to close (without registering a waker).
@@ -133,8 +155,12 @@ impl Registry {
                 _ = ticks.tick() => {
                     for w in self.lock().values() {
                         let now = w.activity.load(Ordering::Relaxed);
-                        if now == w.seen.load(Ordering::Relaxed) && w.in_flight.load(Ordering::Relaxed) == 0 {
-                            w.close();
+                        if now == w.seen.load(Ordering::Relaxed) {
+                            if w.write_blocked.load(Ordering::Relaxed) {
+                                w.abort();
+                            } else if w.in_flight.load(Ordering::Relaxed) == 0 {
+                                w.close();
+                            }
                         }
                         w.seen.store(now, Ordering::Relaxed);
                     }

@@ -108,6 +108,17 @@ async fn the_seed_flow_over_tls() {
     let (a, _) = tls_request(gw.tls, "http/1.1", with_cookie(get("/welcome"), &fresh)).await;
     assert_eq!(a.status, 200);
 
+    // A sibling host (or any other site) cannot sign the person out.
+    for site in ["same-site", "cross-site"] {
+        let mut req = with_cookie(get("/auth/logout"), &fresh);
+        req.headers_mut().insert("sec-fetch-site", site.parse().unwrap());
+        let (a, _) = tls_request(gw.tls, "http/1.1", req).await;
+        assert_eq!(a.status, 403, "{site}");
+        assert_eq!(a.json()["error"], "cross_site_request");
+    }
+    let (a, _) = tls_request(gw.tls, "http/1.1", with_cookie(get("/welcome"), &fresh)).await;
+    assert_eq!(a.status, 200, "still signed in");
+
     // 4. GET /logout → session deleted, cookie cleared.
     let (a, _) = tls_request(gw.tls, "http/1.1", with_cookie(get("/auth/logout"), &fresh)).await;
     assert_eq!(a.status, 200);
@@ -359,5 +370,36 @@ async fn users_me_without_a_session_points_to_the_login_page() {
     assert_eq!(a.status, 401);
     assert_eq!(a.headers.get("location").unwrap(), "/auth/login");
     assert_eq!(a.json()["error"], "invalid_token");
+    gw.stop().await;
+}
+
+/// Device codes are short enough to guess (20^8): every code looked up, on the page or in a
+/// decision, counts against the per-address limit, before the code is looked up.
+#[tokio::test]
+async fn device_codes_cannot_be_enumerated() {
+    let (gw, _stop) = gateway("\n[login]\nper_user = 100\nper_address = 4\nwindow = \"1m\"\n").await;
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        statuses.push(
+            http_request(gw.http, get(&format!("/auth/login?code=BCDF-GH{i:02}")))
+                .await
+                .status,
+        );
+    }
+    for decision in ["deny", "approve"] {
+        let form = format!("code=BCDF-GHJK&decision={decision}&username=alice&password=x");
+        let mut req = post("/auth/login", "application/x-www-form-urlencoded", &form);
+        req.headers_mut()
+            .insert("sec-fetch-site", "same-origin".parse().unwrap());
+        statuses.push(http_request(gw.http, req).await.status);
+    }
+    assert_eq!(
+        statuses,
+        [404, 404, 404, 404, 429],
+        "unknown codes, then the limit"
+    );
+    let a = http_request(gw.http, get("/auth/login?code=BCDF-GHJK")).await;
+    assert_eq!(a.status, 429);
+    assert!(a.headers.get("retry-after").is_some());
     gw.stop().await;
 }

@@ -274,6 +274,25 @@ pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) 
 
 /// `GET` or `POST /auth/logout[?rd=…]`: the session is deleted everywhere, the cookie cleared.
 pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+    let navigation = crate::auth::is_browser_navigation(
+        req.method().as_str(),
+        req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes),
+    );
+    // Another site (a sibling host too) must not sign the person out behind their back.
+    if cross_site(req.headers(), authority(req)) {
+        if navigation {
+            let body = "<p>Signing out from another site is refused. Use this site's own sign-out.</p>\n";
+            return crate::pages::respond(
+                StatusCode::FORBIDDEN,
+                crate::pages::page(&shared.ui_title, "Not signed out", body),
+            );
+        }
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "cross_site_request",
+            "logout from another site is refused",
+        );
+    }
     if let Ok(Some(live)) = current(shared, conn, req.headers()).await
         && let Err(e) = shared.sessions.revoke(live.id()).await
     {
@@ -291,11 +310,7 @@ pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
             r
         }
         // A person who signed out in a browser gets a page that says so, with a way back.
-        None if crate::auth::is_browser_navigation(
-            req.method().as_str(),
-            req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes),
-        ) =>
-        {
+        None if navigation => {
             let login = shared.api.url("/auth/login");
             let body = format!(
                 "<p>You are signed out of {}. Your session has ended on this device.</p>\n{}",

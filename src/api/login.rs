@@ -9,7 +9,8 @@
 //!
 //! Security rules: everything shown is HTML-escaped (`pages`); cross-site posts are refused
 //! (login CSRF; `Sec-Fetch-Site` is authoritative); the same rate limits and password checks as
-//! every other login apply, and Deny counts against the per-address limit.
+//! every other login apply, and every code looked up (page, Approve, Deny) counts against the
+//! per-address limit, so codes cannot be enumerated.
 
 use super::cookie::{authority, cookie_name, cross_site, set_cookie};
 use super::forms;
@@ -84,7 +85,8 @@ fn sign_in_page(shared: &Shared, form: &SignIn) -> String {
 
 /// When a pending session was asked for, in words: `2026-11-30 02:15 UTC (3 minutes ago)`.
 fn when(created: u64, now: u64) -> String {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(created);
+    // A store holds what it is given: a time past year 9999 reads as that year's end.
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(created.min(253_402_300_799));
     let stamp = humantime::format_rfc3339_seconds(at).to_string();
     let stamp = stamp.get(..16).unwrap_or(&stamp).replace('T', " ");
     let ago = now.saturating_sub(created);
@@ -165,7 +167,7 @@ pub fn device(shared: &Shared) -> Response<ProxyBody> {
 }
 
 /// `GET /auth/login`.
-pub async fn page(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn page(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     let query = req.uri().query();
     let rd = forms::query_param(query, "rd");
     let Some(code) = forms::query_param(query, "code").filter(|c| !c.trim().is_empty()) else {
@@ -176,6 +178,11 @@ pub async fn page(shared: &Shared, req: &Request<Incoming>) -> Response<ProxyBod
         };
         return pages::respond(StatusCode::OK, sign_in_page(shared, &form));
     };
+    // Looking codes up counts against the per-address limit, so codes cannot be enumerated.
+    if let Err(refused) = shared.api.address_allowed(conn) {
+        let (status, error, wait) = refusal(refused);
+        return retry_after(pages::respond(status, code_page(shared, Some(error))), wait);
+    }
     match shared.sessions.find_pending(&code).await {
         Ok(Some(pending)) => pages::respond(
             StatusCode::OK,
@@ -286,14 +293,18 @@ async fn check<'s>(
         Ok(()) => api.check_login(username, password).await,
         Err(refused) => Err(refused),
     };
-    checked.map_err(|refused| match refused {
+    checked.map_err(refusal)
+}
+
+fn refusal(refused: LoginRefused) -> Refusal {
+    match refused {
         LoginRefused::Invalid => (StatusCode::UNAUTHORIZED, "Wrong username or password.", None),
         LoginRefused::RateLimited(wait) => (
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts. Wait a minute and try again.",
             Some(wait),
         ),
-    })
+    }
 }
 
 fn retry_after(mut resp: Response<ProxyBody>, wait: Option<u64>) -> Response<ProxyBody> {
@@ -314,6 +325,11 @@ async fn device_submit(
     decision: &str,
 ) -> Response<ProxyBody> {
     let shown = shown_code(code);
+    // One hit on the per-address limit per decision, taken before the code is looked up.
+    if let Err(refused) = shared.api.address_allowed(conn) {
+        let (status, error, wait) = refusal(refused);
+        return retry_after(pages::respond(status, code_page(shared, Some(error))), wait);
+    }
     let pending = match shared.sessions.find_pending(code).await {
         Ok(Some(p)) => p,
         Ok(None) => return pages::respond(StatusCode::NOT_FOUND, code_page(shared, Some(UNKNOWN_CODE))),
@@ -323,16 +339,6 @@ async fn device_submit(
         }
     };
     if decision == "deny" {
-        if let Err(LoginRefused::RateLimited(wait)) = shared.api.address_allowed(conn) {
-            let page = device_page(
-                shared,
-                &shown,
-                &pending,
-                username,
-                Some("Too many attempts. Wait a minute."),
-            );
-            return retry_after(pages::respond(StatusCode::TOO_MANY_REQUESTS, page), Some(wait));
-        }
         return match shared.sessions.deny(code).await {
             Ok(true) => pages::respond(
                 StatusCode::OK,
@@ -361,9 +367,12 @@ async fn device_submit(
             "Enter your username and password to approve.",
         );
     }
-    let user = match check(shared, conn, username, password).await {
+    let user = match shared.api.check_login(username, password).await {
         Ok(user) => user,
-        Err((status, error, wait)) => return retry_after(again(status, error), wait),
+        Err(refused) => {
+            let (status, error, wait) = refusal(refused);
+            return retry_after(again(status, error), wait);
+        }
     };
     match shared
         .sessions
@@ -398,6 +407,7 @@ mod tests {
         assert_eq!(when(0, 30), "1970-01-01 00:00 UTC (just now)");
         assert_eq!(when(60, 150), "1970-01-01 00:01 UTC (1 minute ago)");
         assert_eq!(when(0, 200), "1970-01-01 00:00 UTC (3 minutes ago)");
+        assert_eq!(when(u64::MAX, 0), "9999-12-31 23:59 UTC (just now)");
     }
 
     #[test]

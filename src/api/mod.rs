@@ -205,7 +205,7 @@ pub async fn answer(
             service::destroy(shared, conn, req).await
         }
         ("/sessions/renew", &Method::POST) => pending::renew(shared, conn, &req).await,
-        ("/auth/login", &Method::GET | &Method::HEAD) => login::page(shared, &req).await,
+        ("/auth/login", &Method::GET | &Method::HEAD) => login::page(shared, conn, &req).await,
         ("/auth/device", &Method::GET | &Method::HEAD) => login::device(shared),
         ("/auth/login", &Method::POST) => login::submit(shared, conn, req).await,
         ("/auth/status", &Method::GET) => status::socket(shared, conn, req),

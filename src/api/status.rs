@@ -165,7 +165,10 @@ async fn finish(ws: &mut Socket, status: &str, user: Option<&str>) {
 async fn watch(mut ws: Socket, sessions: &Arc<Sessions>, token: &str) {
     // Subscribe before the first look, so an activation between the two is not missed.
     let mut changes = sessions.changes();
-    let id = token::Parsed::new(token).map(|p| token::id_hex(&p.id()));
+    // Only a token with our tag may make the store look for a denied record.
+    let id = token::Parsed::new(token)
+        .filter(|p| sessions.keys().genuine(p))
+        .map(|p| token::id_hex(&p.id()));
     let mut ends = match look(sessions, token, id.as_deref()).await {
         Ok(Seen::Pending { ends }) => ends,
         Ok(Seen::Active(user)) => return finish(&mut ws, "OK", Some(&user)).await,

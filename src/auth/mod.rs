@@ -205,6 +205,17 @@ pub async fn decide(
     }
 }
 
+/// Whether a browser would attach this identity to any request by itself, so that another
+/// site's page could borrow it: one proven by a cookie, or single-user mode's local user
+/// (whoever reaches the gateway is that user).
+pub fn ambient(by_cookie: bool, identity: Option<&Identity>, local: Option<&Arc<Live>>) -> bool {
+    match identity {
+        None => false,
+        Some(Identity::Session(live)) => by_cookie || local.is_some_and(|l| Arc::ptr_eq(l, live)),
+        Some(Identity::Jwt(_)) => by_cookie,
+    }
+}
+
 /// Inserts the identity headers (the client's copies were stripped already). A JWT identity
 /// has no user id or session, so those headers are absent.
 pub fn inject_identity(headers: &mut HeaderMap, names: &HeaderNames, identity: &Identity) {

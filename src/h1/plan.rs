@@ -133,9 +133,9 @@ pub async fn plan(
             return Ok(plan);
         }
     };
-    // A cookie rides along on cross-site requests: unsafe methods from another site are refused.
-    if by_cookie
-        && identity.is_some()
+    // A cookie rides along on cross-site requests (and single-user mode's identity needs
+    // nothing at all): unsafe methods from another site are refused.
+    if auth::ambient(by_cookie, identity.as_ref(), shared.local_user.as_ref())
         && !safe
         && crate::api::cross_site_in(req.headers.iter().map(|h| (h.name, h.value)), Some(seen.host))
     {

@@ -82,6 +82,27 @@ fn second_round(cases: &mut Vec<Case>) {
         .status(&[403])
         .forwarded(0),
     );
+    // A public carve-out beneath a role prefix, reached with a lenient spelling: the policy
+    // is the carve-out's, so the origin must be asked for the carve-out's path, never for the
+    // spelling a case-sensitive origin serves under the role prefix.
+    for (name, target) in [
+        ("upper case", "/ops/Open/x"),
+        ("trailing dot", "/ops/open./x"),
+        ("parameter", "/ops/open;a/x"),
+        ("both segments", "/OPS;b/OPEN%20/x"),
+    ] {
+        let raw = format!("GET {target} HTTP/1.1\r\n{H}Authorization: Bearer TOKEN\r\n\r\n");
+        cases.push(
+            Case::new(
+                "lenient path",
+                format!("{name} on a public carve-out of a role prefix"),
+                raw,
+            )
+            .status(&[200])
+            .forwarded(1)
+            .check(as_the_route_spells_it),
+        );
+    }
     for header in [
         "X-Original-URL: /private/x",
         "X-Rewrite-URL: /private/x",
@@ -241,6 +262,13 @@ fn closed(o: &super::Outcome, why: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("the connection stayed open after {why}"))
+    }
+}
+
+fn as_the_route_spells_it(o: &super::Outcome) -> Result<(), String> {
+    match o.requests().map(|r| r.target.as_str()).collect::<Vec<_>>()[..] {
+        ["/ops/open/x"] => Ok(()),
+        ref other => Err(format!("forwarded {other:?}, not /ops/open/x")),
     }
 }
 

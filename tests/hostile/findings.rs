@@ -163,3 +163,132 @@ async fn second_round_an_answer_before_the_body_never_poisons_the_pool() {
         gw.stop().await;
     }
 }
+
+/// An upstream that answers every request with 64 MiB and counts its open connections.
+async fn endless_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    struct Open(std::sync::Arc<AtomicUsize>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = open.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let guard = Open(count.clone());
+            tokio::spawn(async move {
+                let _guard = guard;
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let len = 64 << 20;
+                let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+                if s.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 << 10];
+                for _ in 0..len / chunk.len() {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, open)
+}
+
+/// Third look: a client that asks for a large answer and reads none of it is broken off after
+/// `idle_timeout` (nginx's `send_timeout`), and the upstream connection feeding it is closed,
+/// on both paths: N such clients must not pin N upstream connections for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_round_a_client_that_reads_nothing_is_broken_off() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    for fast in [true, false] {
+        let (up, open) = endless_upstream().await;
+        let toml = base_toml().replace(
+            "workers = 1",
+            &format!("workers = 1\nhttp1_fast_path = {fast}\nidle_timeout = \"1s\""),
+        ) + &route("big", "/", &[up], "timeout = \"30s\"");
+        let gw = Gateway::start(&toml);
+        let mut client = tokio::net::TcpStream::connect(gw.http).await.unwrap();
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        while open.load(Ordering::SeqCst) == 0 && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            open.load(Ordering::SeqCst),
+            1,
+            "fast path {fast}: the upstream was asked"
+        );
+        while open.load(Ordering::SeqCst) > 0 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            open.load(Ordering::SeqCst),
+            0,
+            "fast path {fast}: the upstream connection of a client that reads nothing is still open after {:?}",
+            started.elapsed()
+        );
+        println!("fast path {fast}: broken off after {:?}", started.elapsed());
+        drop(client);
+        gw.stop().await;
+    }
+}
+
+/// Third look: in single-user mode the identity needs no credential, so any page the user
+/// visits could use it; another site's unsafe requests are refused as with a cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn third_round_single_user_mode_refuses_cross_site_writes() {
+    let (up, _stop) = upstream::whoami().await;
+    for fast in [true, false] {
+        let toml = base_toml().replace(
+            "[server]",
+            &format!("mode = \"single-user\"\n[server]\nhttp1_fast_path = {fast}"),
+        ) + USERS
+            + &route("app", "/app", &[up], "").replace("\"public\"", "\"authenticated\"");
+        let gw = Gateway::start(&toml);
+        let send = |method: &str, site: &str| {
+            format!(
+                "{method} /app/x HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: {site}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        };
+        for (method, site, want) in [
+            ("POST", "cross-site", 403),
+            ("POST", "same-site", 403),
+            ("DELETE", "cross-site", 403),
+            ("POST", "same-origin", 200),
+            ("GET", "cross-site", 200),
+        ] {
+            let resp = raw(gw.http, send(method, site).as_bytes()).await;
+            assert_eq!(
+                status_of(&resp),
+                want,
+                "fast path {fast}: {method} {site}: {resp}"
+            );
+            if want == 403 {
+                assert_eq!(json_of(&resp)["error"], "cross_site_request");
+            }
+        }
+        gw.stop().await;
+    }
+}

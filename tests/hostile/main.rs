@@ -169,6 +169,7 @@ pub fn config(up: std::net::SocketAddr, fast: bool) -> String {
         + &r("app", "/", "")
         + &r("private", "/private", "").replace("\"public\"", "\"authenticated\"")
         + &r("ops", "/ops", "roles = [\"ops\"]").replace("\"public\"", "\"roles\"")
+        + &r("open", "/ops/open", "")
         + &r("small", "/small", "max_body = 16")
         + &r("ws", "/ws", "upgrades = [\"websocket\"]")
         + &r("noup", "/noup", "upgrades = []")
