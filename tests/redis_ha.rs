@@ -71,7 +71,10 @@ async fn hammer(
 ) -> Seen {
     let mut seen = Seen::default();
     let mut healthy = tokens.healthy.iter();
+    // Fresh tokens while they last, then the last one again: a 503 caches nothing, so it
+    // stays a store lookup, and a slow recovery is waited for rather than run out of tokens.
     let mut uncached = tokens.uncached.iter();
+    let mut last_uncached = None;
     let mut turn = 0;
     while !stop.load(Ordering::Relaxed) {
         for gw in gws {
@@ -100,8 +103,9 @@ async fn hammer(
         let killed_at = *killed.lock().unwrap();
         if pending
             && let Some(at) = killed_at
-            && let Some(t) = uncached.next()
+            && let Some(t) = uncached.next().or(last_uncached)
         {
+            last_uncached = Some(t);
             seen.requests += 1;
             let asked = Instant::now();
             match status(gw, t).await {
@@ -129,7 +133,7 @@ async fn sessions_by_master(
 ) -> (Vec<String>, Vec<String>) {
     let (mut mine, mut elsewhere) = (Vec::new(), Vec::new());
     for _ in 0..60 {
-        for t in mint(gw.admin, "alice", 50).await {
+        for t in mint_confirmed(gw.admin, 50).await {
             // The key the store writes (`<prefix>:s:{id}`), found through /users/me.
             let id = token_id(&t);
             if master_of(&format!("portcullis:s:{{{id}}}")) == master {
@@ -161,6 +165,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_master_dies_and_one_seed_is_enough() {
     let _alone = ONE_AT_A_TIME.lock().await;
+    common::redis_ha::log_warnings();
     let mut cluster = RedisCluster::start();
     let (up, _stop) = upstream::whoami().await;
     // The seed is the very master that will die: the gateways must follow the topology they
@@ -203,7 +208,7 @@ async fn a_cluster_master_dies_and_one_seed_is_enough() {
     }
     // The dead node comes back as a replica; writes reach two copies again.
     cluster.restart(doomed);
-    let fresh = mint(a.admin, "alice", 10).await;
+    let fresh = mint_confirmed(a.admin, 10).await;
     for t in &fresh {
         assert_eq!(status(b.http, t).await, 200, "a session made after the failover");
     }
@@ -215,6 +220,7 @@ async fn a_cluster_master_dies_and_one_seed_is_enough() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_started_while_its_one_seed_is_down_finds_the_cluster() {
     let _alone = ONE_AT_A_TIME.lock().await;
+    common::redis_ha::log_warnings();
     let mut cluster = RedisCluster::start();
     let (up, _stop) = upstream::whoami().await;
     let seed = cluster.replicas()[0];
@@ -246,6 +252,7 @@ async fn a_gateway_started_while_its_one_seed_is_down_finds_the_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_master_dies_and_the_gateways_follow() {
     let _alone = ONE_AT_A_TIME.lock().await;
+    common::redis_ha::log_warnings();
     let mut sentinel = RedisSentinel::start();
     let (up, _stop) = upstream::whoami().await;
     let url = sentinel.url();
@@ -253,7 +260,7 @@ async fn a_sentinel_master_dies_and_the_gateways_follow() {
     let b = Gateway::start(&config(&url, up));
     let mut mine = Vec::new();
     for _ in 0..8 {
-        mine.extend(mint(a.admin, "alice", 50).await);
+        mine.extend(mint_confirmed(a.admin, 50).await);
     }
     let tokens = Tokens {
         cached: mine[0..2].to_vec(),
@@ -276,7 +283,7 @@ async fn a_sentinel_master_dies_and_the_gateways_follow() {
         assert_eq!(status(b.http, t).await, 200);
     }
     sentinel.restart_old_master();
-    let fresh = mint(a.admin, "alice", 5).await;
+    let fresh = mint_confirmed(a.admin, 5).await;
     for t in &fresh {
         assert_eq!(status(b.http, t).await, 200, "a session made after the failover");
     }
@@ -291,10 +298,11 @@ async fn a_sentinel_master_dies_and_the_gateways_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resharded_slot_is_followed() {
     let _alone = ONE_AT_A_TIME.lock().await;
+    common::redis_ha::log_warnings();
     let cluster = RedisCluster::start();
     let (up, _stop) = upstream::whoami().await;
     let gw = Gateway::start(&config(&cluster.url_with_seed(cluster.ports()[0]), up));
-    let tokens = mint(gw.admin, "alice", 3).await;
+    let tokens = mint_confirmed(gw.admin, 3).await;
     // The gateway has a client for every master it wrote to; the moved slot's old master
     // answers MOVED now.
     let key = format!("portcullis:s:{{{}}}", token_id(&tokens[0]));
@@ -386,9 +394,37 @@ async fn failover(gws: [SocketAddr; 2], tokens: Tokens, kill: impl FnOnce() -> D
     }
 }
 
+/// Mints `count` alice sessions once the replicas confirm writes. A replica that just synced
+/// (a new deployment, a node back from the dead) is "online" on its master before it is quick
+/// to acknowledge (it loads, then rewrites its append-only file; on two busy cores that can
+/// take longer than `WAIT`'s half second): such a write is a 503, never acknowledged and never
+/// counted as a session, so the minting is tried again, for at most 10 s.
+async fn mint_confirmed(admin: SocketAddr, count: u32) -> Vec<String> {
+    let body = format!(r#"{{"username":"alice","count":{count}}}"#);
+    let start = Instant::now();
+    let mut refused = 0;
+    loop {
+        let resp = admin_call_body(admin, "POST", "/admin/sessions", &body).await;
+        if status_of(&resp) == 201 {
+            if refused > 0 {
+                println!("writes confirmed again after {:?} ({refused} refused)", start.elapsed());
+            }
+            let tokens = json_of(&resp)["tokens"].as_array().unwrap().clone();
+            return tokens.iter().map(|t| t.as_str().unwrap().to_string()).collect();
+        }
+        assert_eq!(status_of(&resp), 503, "{resp}");
+        refused += 1;
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "writes were not confirmed within 10 s: {resp}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Revocation across gateways: revoked on one, refused by the other; the p99 of 50 (printed).
 async fn revocation_p99(deployment: &str, a: &Gateway, b: &Gateway) {
-    let tokens = mint(a.admin, "alice", 50).await;
+    let tokens = mint_confirmed(a.admin, 50).await;
     let mut took = Vec::new();
     for t in &tokens {
         assert_eq!(status(b.http, t).await, 200);

@@ -119,6 +119,9 @@ impl RedisCluster {
                     "yes",
                     "--save",
                     "",
+                    // A replica syncs at once, not after the default 5 s wait for others.
+                    "--repl-diskless-sync-delay",
+                    "0",
                     "--dir",
                     data.to_str().unwrap(),
                 ]
@@ -149,12 +152,7 @@ impl RedisCluster {
                 cli(n.port, &["cluster", "info"]).contains("cluster_state:ok")
             });
         }
-        for m in cluster.masters() {
-            wait_until("every master's replica in sync", Duration::from_secs(20), || {
-                let info = cli(m, &["info", "replication"]);
-                info.contains("connected_slaves:1") && info.contains("state=online")
-            });
-        }
+        cluster.wait_for_replicas(Duration::from_secs(30));
         cluster
     }
 
@@ -176,7 +174,8 @@ impl RedisCluster {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                if f.len() < 8 || !f[2].contains("master") || f[2].contains("fail") {
+                // A master without slots is not serving (or is a replica not yet gossiped).
+                if f.len() < 9 || !f[2].contains("master") || f[2].contains("fail") {
                     return None;
                 }
                 let port = f[1].split(['@', ':']).nth(1)?.parse().ok()?;
@@ -274,12 +273,23 @@ impl RedisCluster {
         wait_until("a restarted node", Duration::from_secs(10), || {
             cli(port, &["ping"]).trim() == "PONG"
         });
-        for m in self.masters() {
-            wait_until("every master's replica in sync", Duration::from_secs(30), || {
-                let info = cli(m, &["info", "replication"]);
-                info.contains("connected_slaves:1") && info.contains("state=online")
-            });
-        }
+        self.wait_for_replicas(Duration::from_secs(30));
+    }
+
+    /// Waits until three masters hold slots and each has an online replica. The masters are
+    /// asked anew on every try: right after `--cluster create` a node's view may still list a
+    /// replica as a (slotless) master, and a list taken then would wait on the wrong node.
+    fn wait_for_replicas(&self, limit: Duration) {
+        wait_until("every master's replica in sync", limit, || {
+            let masters = self.masters();
+            masters.len() == 3
+                && masters.iter().all(|m| {
+                    let info = cli(*m, &["info", "replication"]);
+                    info.contains("role:master")
+                        && info.contains("connected_slaves:1")
+                        && info.contains("state=online")
+                })
+        });
     }
 }
 
@@ -311,6 +321,8 @@ impl RedisSentinel {
                 "yes",
                 "--save",
                 "",
+                "--repl-diskless-sync-delay",
+                "0",
                 "--dir",
                 &data(name),
             ]
@@ -411,4 +423,13 @@ impl RedisSentinel {
         });
         started.elapsed()
     }
+}
+
+/// The gateways' warnings in the test's captured output (shown when a test fails): a store
+/// error's cause is logged, never answered.
+pub fn log_warnings() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn,fred=error"))
+        .with_test_writer()
+        .try_init();
 }
