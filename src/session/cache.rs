@@ -13,7 +13,7 @@
 //!   have been lost), so nothing revoked outlives `cache.ttl`.
 //! - Store errors are never cached: the caller answers 503, and the next request tries again.
 
-use super::store::{Store, StoreError};
+use super::store::{Revocation, Store, StoreError};
 use super::token::{self, SessionId, TokenKeys};
 use super::{Session, State, User, now, now_ms};
 use crate::metrics::{KindLabel, Metrics};
@@ -737,14 +737,6 @@ impl Sessions {
             }
         }
     }
-}
-
-/// A revocation heard from another instance.
-#[derive(Debug)]
-pub enum Revocation {
-    One(String),
-    /// The subscription was interrupted: every cached session is to be checked again.
-    All,
 }
 
 /// Where a new session comes from (shown when a user lists their sessions).
