@@ -1,4 +1,4 @@
-//! One cached session (`Live`): what the cache keeps of a stored record (`Kept`), the token's
+//! One cached session (`CachedSession`): what the cache keeps of a stored record (`Kept`), the token's
 //! secret hash, the shared user, the session's own header values, and the `X-Auth-Jwt`
 //! assertions signed for it.
 
@@ -27,7 +27,7 @@ const ID_HEX: usize = 32;
 const END_DIGITS: usize = 20;
 
 /// What the cache keeps of a session record: what requests and the session API read of a
-/// cached session (the id is kept in `Live`, the user shared in `UserParts`;
+/// cached session (the id is kept in `CachedSession`, the user shared in `UserParts`;
 /// secret hash, addresses, reissue state and extra attributes are left in the store).
 #[derive(Debug)]
 pub struct Kept {
@@ -89,7 +89,7 @@ impl Kept {
 /// A session as the proxy path uses it: what is kept of the record, its secret hash in bytes,
 /// its user (shared), and the session's own header values made once when it entered the cache.
 #[derive(Debug)]
-pub struct Live {
+pub struct CachedSession {
     pub session: Kept,
     pub(super) secret_hash: [u8; 32],
     user: Option<Arc<UserParts>>,
@@ -116,8 +116,8 @@ pub struct Live {
     proven_tag: std::sync::OnceLock<[u8; 16]>,
 }
 
-impl Live {
-    pub(super) fn new(mut session: Session, users: &Users) -> Option<Live> {
+impl CachedSession {
+    pub(super) fn new(mut session: Session, users: &Users) -> Option<CachedSession> {
         let secret_hash = parse_hash(&session.secret_hash)?;
         let user = session.user.take().map(|u| users.intern(u));
         // Session ids are 32 hex digits (a token carries 16 bytes); a record holding anything
@@ -131,7 +131,7 @@ impl Live {
         let digits = digits.format(session.ends_at()).as_bytes();
         let mut end = [0u8; END_DIGITS];
         end[..digits.len()].copy_from_slice(digits);
-        Some(Live {
+        Some(CachedSession {
             touched: AtomicU64::new(session.last_used),
             checked: AtomicU32::new(0),
             session,
@@ -206,9 +206,9 @@ impl Live {
     }
 
     /// Single-user mode's identity: the local user, in a session that is never stored.
-    pub fn local(user: &User) -> Option<Arc<Live>> {
+    pub fn local(user: &User) -> Option<Arc<CachedSession>> {
         let now = now();
-        Live::new(
+        CachedSession::new(
             Session {
                 id: "0".repeat(32),
                 secret_hash: "0".repeat(64),
@@ -302,7 +302,7 @@ mod tests {
             (Some(0), 1_000),
             (Some(u64::MAX - 1), 5_000),
         ] {
-            let live = Live::new(record(id, idle), &users).expect("a usable record");
+            let live = CachedSession::new(record(id, idle), &users).expect("a usable record");
             assert_eq!(live.session.idle_ttl(), idle);
             assert_eq!(live.session.ends_at(), end);
             assert_eq!(live.id(), id);
@@ -320,23 +320,23 @@ mod tests {
             assert_eq!(values.map(|v| v.as_bytes().to_vec()), want.map(<[u8]>::to_vec));
         }
         // An idle limit too large to ever end a session reads as none; the end is the same.
-        let live = Live::new(record(id, Some(u64::MAX)), &users).expect("a usable record");
+        let live = CachedSession::new(record(id, Some(u64::MAX)), &users).expect("a usable record");
         assert_eq!((live.session.idle_ttl(), live.session.ends_at()), (None, 5_000));
         // The largest end there is still fits.
         let mut forever = record(id, None);
         forever.expires = u64::MAX;
-        let live = Live::new(forever, &users).expect("a usable record");
+        let live = CachedSession::new(forever, &users).expect("a usable record");
         assert_eq!(live.header_bytes()[5], u64::MAX.to_string().as_bytes());
     }
 
     #[test]
     fn malformed_records_are_not_cached_as_usable() {
         let users = Users::default();
-        assert!(Live::new(record("0123456789abcdef", None), &users).is_none());
-        assert!(Live::new(record(&"a".repeat(33), None), &users).is_none());
-        assert!(Live::new(record(&"g".repeat(32), None), &users).is_none());
+        assert!(CachedSession::new(record("0123456789abcdef", None), &users).is_none());
+        assert!(CachedSession::new(record(&"a".repeat(33), None), &users).is_none());
+        assert!(CachedSession::new(record(&"g".repeat(32), None), &users).is_none());
         let mut bad_hash = record("0123456789abcdef0123456789abcdef", None);
         bad_hash.secret_hash = "zz".repeat(32);
-        assert!(Live::new(bad_hash, &users).is_none());
+        assert!(CachedSession::new(bad_hash, &users).is_none());
     }
 }

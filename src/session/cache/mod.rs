@@ -13,7 +13,7 @@
 //!   have been lost), so nothing revoked outlives `cache.ttl`.
 //! - Store errors are never cached: the caller answers 503, and the next request tries again.
 //!
-//! The parts: `entry` (what a cached session holds: `Live`, `Kept`), `users` (one shared
+//! The parts: `entry` (what a cached session holds: `CachedSession`, `Kept`), `users` (one shared
 //! `UserParts` per user), `counters` (metric handles), `revocation` (revoke, forget, follow
 //! other instances, re-check suspect entries). Creating, activating, renewing and reissuing
 //! sessions is `session::lifecycle`.
@@ -23,7 +23,7 @@ mod entry;
 mod revocation;
 mod users;
 
-pub use entry::{Kept, Live};
+pub use entry::{CachedSession, Kept};
 pub use users::UserParts;
 
 use super::store::{Store, StoreError};
@@ -44,7 +44,7 @@ use users::Users;
 const FORGET_SLOTS: usize = 256;
 
 /// A cache entry: the session, or `None` for an id the store does not have (negative entry).
-type Entry = Option<Arc<Live>>;
+type Entry = Option<Arc<CachedSession>>;
 
 /// How long an entry stays: `cache.ttl` but never past its session's end; a negative entry
 /// `cache.negative_ttl`.
@@ -118,9 +118,9 @@ pub struct CacheSettings {
 /// What authenticating a presented token found.
 pub enum Found {
     /// An active session; its token is the current one.
-    Active(Arc<Live>),
+    Active(Arc<CachedSession>),
     /// A live pending session (store protocol: waiting for a browser login).
-    Pending(Arc<Live>),
+    Pending(Arc<CachedSession>),
     /// Not minted here, unknown, revoked, ended, or not the current token.
     Nothing,
 }
@@ -239,7 +239,7 @@ impl Sessions {
                     self.counters
                         .lookup_duration
                         .observe(started.elapsed().as_secs_f64());
-                    let live = found?.and_then(|s| Live::new(s, &self.users));
+                    let live = found?.and_then(|s| CachedSession::new(s, &self.users));
                     if let Some(live) = &live {
                         live.checked.store(generation, Ordering::Relaxed);
                     }

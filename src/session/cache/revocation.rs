@@ -2,7 +2,7 @@
 //! telling other instances (redis publish) and applying what they tell us (`follow`); after a
 //! lost message, entries are re-read from the store on their next use (`revalidate`).
 
-use super::{FORGET_SLOTS, Live, Sessions};
+use super::{CachedSession, FORGET_SLOTS, Sessions};
 use crate::session::store::{Revocation, Store, StoreError};
 use crate::session::token::{self, SessionId};
 use std::sync::Arc;
@@ -74,7 +74,11 @@ impl Sessions {
     /// store that cannot answer leaves it as it was — it was valid when read, and refusing
     /// every session of a master that is failing over would be worse than a revocation lost
     /// in the interruption arriving late (bounded by `cache.ttl`, SPEC §3).
-    pub(super) async fn revalidate(&self, id: &SessionId, cached: Arc<Live>) -> Option<Arc<Live>> {
+    pub(super) async fn revalidate(
+        &self,
+        id: &SessionId,
+        cached: Arc<CachedSession>,
+    ) -> Option<Arc<CachedSession>> {
         let generation = self.suspect.load(Ordering::SeqCst);
         let forgets = self.forget_marks(id);
         let found = match self.store.get(&token::id_hex(id)).await {
@@ -87,7 +91,9 @@ impl Sessions {
                 return Some(cached);
             }
         };
-        let fresh = found.and_then(|s| Live::new(s, &self.users)).map(Arc::new);
+        let fresh = found
+            .and_then(|s| CachedSession::new(s, &self.users))
+            .map(Arc::new);
         match &fresh {
             Some(live) => {
                 live.checked.store(generation, Ordering::Relaxed);
