@@ -7,7 +7,7 @@ use crate::metrics::{MethodClass, Metrics, RequestLabels, RouteLabel};
 use crate::proxy::pool::Pool;
 use crate::proxy::upstream::{HyperPool, Upstreams};
 use crate::route::RouteTable;
-use crate::session::cache::{Live, Sessions};
+use crate::session::cache::{CachedSession, Sessions};
 use arc_swap::ArcSwap;
 use http::HeaderName;
 use ipnet::IpNet;
@@ -85,7 +85,7 @@ pub struct Shared {
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
     /// `mode = "single-user"`: who every request without a valid credential is.
-    pub local_user: Option<Arc<Live>>,
+    pub local_user: Option<Arc<CachedSession>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -115,7 +115,7 @@ impl Shared {
             access_log: config.log.access,
             local_user: match &config.mode {
                 Mode::SingleUser(user) => {
-                    Some(Live::local(user).ok_or("cannot build the local user's session")?)
+                    Some(CachedSession::local(user).ok_or("cannot build the local user's session")?)
                 }
                 Mode::MultiUser => None,
             },

@@ -14,7 +14,7 @@ use crate::body::ProxyBody;
 use crate::error::{field_error, json_error, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::Session;
-use crate::session::cache::{Found, Live};
+use crate::session::cache::{CachedSession, Found};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -56,7 +56,7 @@ pub(super) fn user_json(
 }
 
 /// `user_json` of a cached session.
-pub(super) fn live_json(live: &Live) -> String {
+pub(super) fn live_json(live: &CachedSession) -> String {
     let s = &live.session;
     user_json(live.id(), s.ends_at(), s.device_uuid(), live.user())
 }
@@ -114,7 +114,7 @@ pub(super) async fn current(
     shared: &Shared,
     conn: &ConnInfo,
     headers: &HeaderMap,
-) -> Result<Option<std::sync::Arc<Live>>, Response<ProxyBody>> {
+) -> Result<Option<std::sync::Arc<CachedSession>>, Response<ProxyBody>> {
     let presented = match auth::credential(headers, cookie_name(shared, conn)) {
         Ok(Some(c)) => c,
         _ => return Ok(None),

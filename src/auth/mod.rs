@@ -13,7 +13,7 @@ pub mod password;
 pub mod ratelimit;
 
 use crate::config::{HeaderNames, Policy};
-use crate::session::cache::{Found, Live, Sessions};
+use crate::session::cache::{CachedSession, Found, Sessions};
 use crate::session::token::{MAX_CREDENTIAL_LEN, PREFIX};
 use http::header::{self, HeaderMap, HeaderValue};
 use jwt::{AssertionSigner, Issuer, JwtIdentity};
@@ -137,7 +137,7 @@ pub fn credential_in<'a>(
 
 /// Who a request is, once proven.
 pub enum Identity {
-    Session(Arc<Live>),
+    Session(Arc<CachedSession>),
     Jwt(JwtIdentity),
 }
 
@@ -159,7 +159,7 @@ pub enum Decision {
 pub async fn decide(
     sessions: &Sessions,
     issuers: &[Issuer],
-    local: Option<&Arc<Live>>,
+    local: Option<&Arc<CachedSession>>,
     policy: &Policy,
     presented: Result<Option<Credential<'_>>, Oversized>,
 ) -> Decision {
@@ -208,7 +208,7 @@ pub async fn decide(
 /// Whether a browser would attach this identity to any request by itself, so that another
 /// site's page could borrow it: one proven by a cookie, or single-user mode's local user
 /// (whoever reaches the gateway is that user).
-pub fn ambient(by_cookie: bool, identity: Option<&Identity>, local: Option<&Arc<Live>>) -> bool {
+pub fn ambient(by_cookie: bool, identity: Option<&Identity>, local: Option<&Arc<CachedSession>>) -> bool {
     match identity {
         None => false,
         Some(Identity::Session(live)) => by_cookie || local.is_some_and(|l| Arc::ptr_eq(l, live)),

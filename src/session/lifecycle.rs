@@ -7,7 +7,7 @@
 //! conflict, so two concurrent changes (two reissues, two logins for one code, a touch and a
 //! reissue) never overwrite one another: exactly one wins and the other sees its result.
 
-use super::cache::{CreateError, Live, Meta, Sessions};
+use super::cache::{CachedSession, CreateError, Meta, Sessions};
 use super::store::StoreError;
 use super::token::{self, Kind, Minted, Parsed, SessionId, TokenError};
 use super::{Session, State, UsedReissue, User, now, now_ms};
@@ -299,7 +299,7 @@ impl Sessions {
     /// the caller's token proved it, and if the stored token has changed since (a concurrent
     /// renew won, or the caller's token is stale), the answer is `None`, as for a session that
     /// is gone or not active.
-    pub async fn rotate(&self, presented: &Live) -> Result<Option<Issued>, CreateError> {
+    pub async fn rotate(&self, presented: &CachedSession) -> Result<Option<Issued>, CreateError> {
         let id = presented.id();
         let presented_hash = presented.secret_hash_hex();
         let Some(key) = token::parse_id(id) else {
@@ -413,7 +413,7 @@ impl Sessions {
     /// limit (at least a second) per session and instance. A failed or lost touch only
     /// shortens the session. Uses are recorded to the second, so a session ends between
     /// `idle_ttl - 1s` and `idle_ttl` after its last use.
-    pub(super) async fn touch(&self, live: &Live, now: u64) {
+    pub(super) async fn touch(&self, live: &CachedSession, now: u64) {
         let Some(idle) = live.session.idle_ttl() else {
             return;
         };

@@ -26,10 +26,9 @@
 //!   never the reverse).
 
 use super::Session;
-use super::cache::Revocation;
 use super::redis_shards::{self, Shards};
 use super::redis_url::{self, Deployment, Pair, Role, command_options};
-use super::store::{StoreError, decode, encode};
+use super::store::{Revocation, StoreError, decode, encode};
 use fred::clients::WithOptions;
 use fred::prelude::*;
 use fred::types::{ClusterHash, CustomCommand, Expiration, ExpireOptions};

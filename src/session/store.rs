@@ -25,6 +25,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// A revocation heard from another instance (redis publishes them; `Sessions::follow`
+/// applies them to the cache).
+#[derive(Debug)]
+pub enum Revocation {
+    One(String),
+    /// The subscription was interrupted: every cached session is to be checked again.
+    All,
+}
+
 pub enum Store {
     Memory(MemoryStore),
     Embedded(EmbeddedStore),

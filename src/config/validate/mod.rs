@@ -1,0 +1,105 @@
+//! `RawConfig` → `Config`: `validate` checks the sections in a fixed order (the first error
+//! found is the one reported, so the order is part of the behaviour), one file per group of
+//! sections, plus the small parsers every section uses (addresses, CIDRs, durations, paths).
+
+mod accounts;
+mod routes;
+mod server;
+mod site;
+mod store;
+mod tokens;
+
+use super::raw::RawConfig;
+use super::{Config, ConfigError, LogConfig, parse_duration};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
+    let server = server::server(raw.server, base)?;
+    let admin = server::admin(raw.admin)?;
+    let headers = server::headers(raw.headers)?;
+    let demo = server::demo(raw.demo)?;
+    let store = store::store(raw.store, &raw.tokens, base)?;
+    let cache = store::cache(&raw.cache)?;
+    let sessions = store::sessions(&raw.sessions)?;
+    let cookie_name = site::cookie_name(raw.cookie.name)?;
+    let token_secrets = tokens::secrets(raw.tokens.secrets)?;
+    let (users, password_hashes) = accounts::users(raw.users, raw.users_file.as_deref(), base)?;
+    let api_prefix = site::api_prefix(&raw.api.prefix)?;
+    let ui_title = site::ui_title(&raw.ui.title)?;
+    let mode = accounts::mode(&raw.mode, &users)?;
+    let login = accounts::login(&raw.login)?;
+    let assertion = tokens::assertion(raw.assertion, base)?;
+    let jwt_issuers = tokens::jwt_issuers(raw.jwt_issuers, base)?;
+    let routes = routes::routes(raw.routes, !jwt_issuers.is_empty(), base)?;
+
+    Ok(Config {
+        source: None,
+        mode,
+        api_prefix,
+        ui_title,
+        server,
+        admin,
+        headers,
+        log: LogConfig {
+            access: raw.log.access,
+        },
+        demo,
+        store,
+        cache,
+        sessions,
+        cookie_name,
+        token_secrets,
+        users,
+        password_hashes,
+        login,
+        assertion,
+        jwt_issuers: Arc::new(jwt_issuers),
+        routes,
+    })
+}
+
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("invalid address \"{text}\" (expected IP:port, e.g. 127.0.0.1:8443 or [::1]:8443)"),
+        )
+    })
+}
+
+fn cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net);
+    }
+    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+        ConfigError::new(
+            key,
+            format!("invalid IP or CIDR \"{text}\" (e.g. 10.0.0.0/8 or 192.0.2.1)"),
+        )
+    })
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text).map_err(|e| ConfigError::new(key, e))
+}
+
+fn positive(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let d = duration(key, text)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
