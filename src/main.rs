@@ -128,8 +128,11 @@ enum CertCommand {
 
 fn main() {
     let cli = Cli::parse();
-    let _log_guard = init_logs(cli.log_format);
-    if let Err(e) = run(cli.command) {
+    let log = init_logs(cli.log_format);
+    let result = run(cli.command);
+    // Every line logged so far is written before the process ends (`exit` runs no destructors).
+    drop(log);
+    if let Err(e) = result {
         eprintln!("portcullis: {e:#}");
         std::process::exit(1);
     }
@@ -259,19 +262,21 @@ fn serve(path: &std::path::Path) -> Result<()> {
         .iter()
         .map(|r| {
             format!(
-                "{}={}{} ({:?})",
+                "{}={}{} ({})",
                 r.name,
                 r.host.as_deref().unwrap_or("*"),
                 r.path_prefix,
-                r.policy
+                policy_text(&r.policy)
             )
         })
         .collect();
+    // Plain values (an address or "off"), as an operator would write them.
+    let addr = |a: Option<std::net::SocketAddr>| a.map_or_else(|| "off".to_string(), |a| a.to_string());
     tracing::info!(
-        tls = ?running.tls_addr,
-        http = ?running.http_addr,
+        tls = %addr(running.tls_addr),
+        http = %addr(running.http_addr),
         admin = %running.admin_addr,
-        demo_whoami = ?running.whoami_addr,
+        demo_whoami = %addr(running.whoami_addr),
         workers = config.server.workers,
         routes = %routes.join(", "),
         store = %store_summary(&config.store),
@@ -300,11 +305,27 @@ fn serve(path: &std::path::Path) -> Result<()> {
             }
         }
     });
-    tracing::info!(grace = ?config.server.shutdown_grace, "stopping: no new connections, draining in-flight requests");
+    tracing::info!(grace = %humantime_secs(config.server.shutdown_grace), "stopping: no new connections, draining in-flight requests");
     running.shutdown();
     running.join();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A duration as the config file writes it ("30s", "1.5s").
+fn humantime_secs(d: std::time::Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// A route's policy for the startup line, as the config file spells it.
+fn policy_text(policy: &portcullis::config::Policy) -> String {
+    use portcullis::config::Policy;
+    match policy {
+        Policy::Public => "public".into(),
+        Policy::Authenticated => "authenticated".into(),
+        Policy::Jwt => "jwt".into(),
+        Policy::Roles(roles) => format!("roles {}", roles.join("|")),
+    }
 }
 
 /// The store for the startup line, without credentials (a redis URL's user and password).
@@ -348,18 +369,21 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-fn init_logs(format: LogFormat) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+fn init_logs(format: LogFormat) -> Option<portcullis::access_log::Guard> {
+    use portcullis::access_log::{self, Format};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
+    let format = if json { Format::Json } else { Format::Human };
+    // One writer thread for every line: access-log batches and the other lines never interleave.
+    let guard = access_log::init(format, Box::new(std::io::stdout()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(access_log::MakeWriter);
     let result = if json {
         builder.json().flatten_event(true).try_init()
     } else {
@@ -367,7 +391,11 @@ fn init_logs(format: LogFormat) -> Option<tracing_appender::non_blocking::Worker
     };
     if let Err(e) = result {
         eprintln!("portcullis: cannot set up logging: {e}");
-        return None;
+        return guard;
     }
-    Some(guard)
+    access_log::set_access_enabled(tracing::enabled!(
+        target: "portcullis::access",
+        tracing::Level::INFO
+    ));
+    guard
 }

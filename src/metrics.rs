@@ -202,6 +202,21 @@ impl Metrics {
             "HTTP/1.1 connections the fast path handed to hyper, by the reason of the request that did it",
             fast_path_handovers.clone(),
         );
+        registry.register(
+            "log_dropped_lines",
+            "Log lines dropped because the log's destination could not keep up (the log says so too)",
+            crate::access_log::DROPPED.clone(),
+        );
+        // Every known series exists from the start, so alerts on them see zeros, not nothing.
+        for kind in ["succeeded", "failed", "rate_limited"] {
+            drop(logins.get_or_create(&KindLabel { kind }));
+        }
+        for kind in ["published", "received"] {
+            drop(revocations.get_or_create(&KindLabel { kind }));
+        }
+        for kind in ["succeeded", "failed"] {
+            drop(reloads.get_or_create(&KindLabel { kind }));
+        }
         Metrics {
             registry,
             fast_path_requests,

@@ -15,6 +15,7 @@
 //!
 //! Every error on the way is a `GatewayError`, turned into a JSON response in one place.
 
+use crate::access_log;
 use crate::auth::{self, Decision};
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::error::GatewayError;
@@ -116,20 +117,19 @@ pub(crate) fn finish(worker: &Worker, trace: &Trace, done: &Done<'_>, elapsed: D
         }
     };
     if shared.access_log {
-        tracing::info!(
-            target: "portcullis::access",
-            method = %done.method,
-            route = route.map_or("-", |r| r.config.name.as_str()),
-            path = trace.path.as_deref().unwrap_or("-"),
-            status = done.status,
-            upstream = route
+        access_log::record(&access_log::Record {
+            method: done.method,
+            route: route.map_or("-", |r| r.config.name.as_str()),
+            path: trace.path.as_deref().unwrap_or("-"),
+            status: done.status,
+            upstream: route
                 .zip(trace.target)
                 .map_or("-", |(r, t)| r.upstreams.target(t).label.as_str()),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            request_id = done.request_id.as_str(),
-            session = trace.session.as_deref().unwrap_or("-"),
-            peer = %conn.peer,
-        );
+            latency: elapsed,
+            request_id: done.request_id.as_str(),
+            session: trace.session.as_deref().unwrap_or("-"),
+            peer: conn.peer,
+        });
     }
 }
 

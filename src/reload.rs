@@ -183,6 +183,7 @@ impl Reloader {
             swap.store(tls.clone());
         }
         self.current.store(Arc::new(shared));
+        crate::access_log::set_buffer(config.log.buffer);
         for username in &users_logged_out {
             if let Err(e) = self.lasting.sessions.revoke_user(username).await {
                 // The configuration is applied; the old sessions end with their lifetime or

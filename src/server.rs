@@ -81,6 +81,14 @@ pub fn run_worker(
         }
     };
     runtime.block_on(async move {
+        // This thread's access-log lines reach the log's writer at least every 100 ms.
+        tokio::spawn(async {
+            let mut ticks = tokio::time::interval(crate::access_log::BATCH_AGE);
+            loop {
+                ticks.tick().await;
+                crate::access_log::flush_local();
+            }
+        });
         let worker = Arc::new(WorkerCell::new(current));
         let builder = http_builder(&settings);
         let tracker = TaskTracker::new();
@@ -125,6 +133,7 @@ pub fn run_worker(
             );
         }
     });
+    crate::access_log::flush_local();
 }
 
 struct ConnCtx {

@@ -26,6 +26,17 @@ async fn series_move_as_traffic_flows() {
     assert_eq!(status_of(&unauthorized), 401, "the admin token is needed");
 
     let before = scrape(gw.admin).await;
+    // Series an alert may watch exist before their first event.
+    for kind in ["succeeded", "failed", "rate_limited"] {
+        let series = format!("portcullis_logins_total{{kind=\"{kind}\"}} 0");
+        assert!(before.lines().any(|l| l == series), "{series} missing:\n{before}");
+    }
+    assert!(
+        before
+            .lines()
+            .any(|l| l == "portcullis_log_dropped_lines_total 0"),
+        "{before}"
+    );
     let token = mint(gw.admin, "alice", 1).await.remove(0);
     for _ in 0..5 {
         assert_eq!(status_of(&get_with_token(gw.http, "/app/x", &token).await), 200);

@@ -407,7 +407,10 @@ async fn mint_confirmed(admin: SocketAddr, count: u32) -> Vec<String> {
         let resp = admin_call_body(admin, "POST", "/admin/sessions", &body).await;
         if status_of(&resp) == 201 {
             if refused > 0 {
-                println!("writes confirmed again after {:?} ({refused} refused)", start.elapsed());
+                println!(
+                    "writes confirmed again after {:?} ({refused} refused)",
+                    start.elapsed()
+                );
             }
             let tokens = json_of(&resp)["tokens"].as_array().unwrap().clone();
             return tokens.iter().map(|t| t.as_str().unwrap().to_string()).collect();

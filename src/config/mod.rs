@@ -184,6 +184,8 @@ impl HeaderNames {
 #[derive(Clone, Debug)]
 pub struct LogConfig {
     pub access: bool,
+    /// Bytes of log that may wait for a slow destination before lines are dropped.
+    pub buffer: usize,
 }
 
 #[derive(Clone, Debug)]

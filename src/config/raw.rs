@@ -285,11 +285,15 @@ impl Default for RawHeaders {
 #[serde(deny_unknown_fields, default)]
 pub struct RawLog {
     pub access: bool,
+    pub buffer: Option<RawSize>,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
-        RawLog { access: true }
+        RawLog {
+            access: true,
+            buffer: None,
+        }
     }
 }
 

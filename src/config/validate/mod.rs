@@ -35,6 +35,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     let assertion = tokens::assertion(raw.assertion, base)?;
     let jwt_issuers = tokens::jwt_issuers(raw.jwt_issuers, base)?;
     let routes = routes::routes(raw.routes, !jwt_issuers.is_empty(), base)?;
+    let log = log(raw.log)?;
 
     Ok(Config {
         source: None,
@@ -44,9 +45,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         server,
         admin,
         headers,
-        log: LogConfig {
-            access: raw.log.access,
-        },
+        log,
         demo,
         store,
         cache,
@@ -59,6 +58,23 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         assertion,
         jwt_issuers: Arc::new(jwt_issuers),
         routes,
+    })
+}
+
+fn log(raw: super::raw::RawLog) -> Result<LogConfig, ConfigError> {
+    let buffer = match &raw.buffer {
+        None => crate::access_log::DEFAULT_BUFFER,
+        Some(size) => {
+            let bytes = size.bytes().map_err(|e| ConfigError::new("log.buffer", e))?;
+            if !(1024..=1 << 30).contains(&bytes) {
+                return Err(ConfigError::new("log.buffer", "must be between 1KiB and 1GiB"));
+            }
+            bytes as usize
+        }
+    };
+    Ok(LogConfig {
+        access: raw.access,
+        buffer,
     })
 }
 
