@@ -261,54 +261,63 @@ fn send(tx: &SyncSender<Msg>, bytes: Vec<u8>, lines: u64) {
     }
 }
 
+/// One value of a line.
+enum Value<'a> {
+    Text(&'a str),
+    Number(u64),
+    Millis(Duration),
+    Peer(SocketAddr),
+}
+
+/// The fields of a line, in the order they are written.
+fn fields<'a>(r: &Record<'a>) -> [(&'static str, Value<'a>); 9] {
+    [
+        ("method", Value::Text(r.method)),
+        ("route", Value::Text(r.route)),
+        ("path", Value::Text(r.path)),
+        ("status", Value::Number(u64::from(r.status))),
+        ("upstream", Value::Text(r.upstream)),
+        ("latency_ms", Value::Millis(r.latency)),
+        ("request_id", Value::Text(r.request_id)),
+        ("session", Value::Text(r.session)),
+        ("peer", Value::Peer(r.peer)),
+    ]
+}
+
+/// `{"timestamp":…,"level":"INFO",<fields>,"target":"portcullis::access"}` or
+/// `<timestamp>  INFO portcullis::access: name=value …`, and a newline.
 fn format_line(out: &mut Vec<u8>, clock: &mut Clock, format: Format, r: &Record<'_>) {
-    match format {
-        Format::Json => {
-            out.extend_from_slice(b"{\"timestamp\":\"");
-            clock.push_now(out);
-            out.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
-            push_str(out, r.method);
-            out.extend_from_slice(b",\"route\":");
-            push_str(out, r.route);
-            out.extend_from_slice(b",\"path\":");
-            push_str(out, r.path);
-            out.extend_from_slice(b",\"status\":");
-            push_u64(out, u64::from(r.status));
-            out.extend_from_slice(b",\"upstream\":");
-            push_str(out, r.upstream);
-            out.extend_from_slice(b",\"latency_ms\":");
-            push_millis(out, r.latency);
-            out.extend_from_slice(b",\"request_id\":");
-            push_str(out, r.request_id);
-            out.extend_from_slice(b",\"session\":");
-            push_str(out, r.session);
-            out.extend_from_slice(b",\"peer\":\"");
-            push_peer(out, r.peer);
-            out.extend_from_slice(b"\",\"target\":\"portcullis::access\"}\n");
-        }
-        Format::Human => {
-            clock.push_now(out);
-            out.extend_from_slice(b"  INFO portcullis::access: method=");
-            push_str(out, r.method);
-            out.extend_from_slice(b" route=");
-            push_str(out, r.route);
-            out.extend_from_slice(b" path=");
-            push_str(out, r.path);
-            out.extend_from_slice(b" status=");
-            push_u64(out, u64::from(r.status));
-            out.extend_from_slice(b" upstream=");
-            push_str(out, r.upstream);
-            out.extend_from_slice(b" latency_ms=");
-            push_millis(out, r.latency);
-            out.extend_from_slice(b" request_id=");
-            push_str(out, r.request_id);
-            out.extend_from_slice(b" session=");
-            push_str(out, r.session);
-            out.extend_from_slice(b" peer=");
-            push_peer(out, r.peer);
-            out.push(b'\n');
+    let json = format == Format::Json;
+    if json {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        clock.push_now(out);
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+    } else {
+        clock.push_now(out);
+        out.extend_from_slice(b"  INFO portcullis::access:");
+    }
+    for (name, value) in fields(r) {
+        out.extend_from_slice(if json { b",\"" } else { b" " });
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(if json { b"\":" } else { b"=" });
+        match value {
+            Value::Text(text) => push_str(out, text),
+            Value::Number(n) => push_u64(out, n),
+            Value::Millis(d) => push_millis(out, d),
+            // A socket address has no characters that need escaping.
+            Value::Peer(peer) if json => {
+                let _ = write!(out, "\"{peer}\"");
+            }
+            Value::Peer(peer) => {
+                let _ = write!(out, "{peer}");
+            }
         }
     }
+    out.extend_from_slice(if json {
+        b",\"target\":\"portcullis::access\"}\n"
+    } else {
+        b"\n"
+    });
 }
 
 /// A JSON string: quoted, with `"`, `\` and control characters escaped.
@@ -372,11 +381,6 @@ fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
         n /= 10;
     }
     out.extend_from_slice(&digits[..width]);
-}
-
-fn push_peer(out: &mut Vec<u8>, peer: SocketAddr) {
-    // A socket address has no characters that need escaping.
-    let _ = write!(out, "{peer}");
 }
 
 /// RFC 3339 UTC timestamps with microseconds; the date and time of day are formatted once

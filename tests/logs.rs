@@ -68,6 +68,26 @@ async fn fire(addr: SocketAddr, n: usize, conns: usize) -> Vec<String> {
     ids
 }
 
+/// Reads the child's stdout to its end, from now on.
+fn read_all(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    let mut stdout = child.stdout.take().unwrap();
+    tokio::spawn(async move {
+        let mut out = Vec::new();
+        stdout.read_to_end(&mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    })
+}
+
+/// SIGTERM, the exit (within 10 s), and everything the child wrote.
+async fn stop(mut child: tokio::process::Child, reader: tokio::task::JoinHandle<String>) -> String {
+    signal(&child, "-TERM");
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    reader.await.unwrap()
+}
+
 fn signal(child: &tokio::process::Child, name: &str) {
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")
@@ -90,22 +110,12 @@ async fn every_line_is_written_through_a_reload_and_a_stop_on_both_paths() {
     let (up, _stop) = upstream::whoami().await;
     for fast in [true, false] {
         let (mut child, addr, _admin, _dir) = start(&format!("http1_fast_path = {fast}"), up).await;
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = tokio::spawn(async move {
-            let mut out = Vec::new();
-            stdout.read_to_end(&mut out).await.unwrap();
-            String::from_utf8(out).unwrap()
-        });
+        let reader = read_all(&mut child);
         let mut ids = fire(addr, 300, 4).await;
         signal(&child, "-HUP");
         ids.extend(fire(addr, 300, 4).await);
         // The stop comes at once: lines still in the workers' buffers must not be lost.
-        signal(&child, "-TERM");
-        tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        let stdout = reader.await.unwrap();
+        let stdout = stop(child, reader).await;
         let mut logged: Vec<String> = lines_of(&stdout, "portcullis::access")
             .iter()
             .map(|v| v["request_id"].as_str().unwrap().to_string())
@@ -139,22 +149,12 @@ async fn a_destination_that_cannot_keep_up_costs_lines_never_requests() {
     let dropped = value(&metrics, "portcullis_log_dropped_lines_total");
     assert!(dropped > 0.0, "nothing dropped?\n{metrics}");
     // The destination moves again: the drops are said in the log itself.
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = tokio::spawn(async move {
-        let mut out = Vec::new();
-        stdout.read_to_end(&mut out).await.unwrap();
-        String::from_utf8(out).unwrap()
-    });
+    let reader = read_all(&mut child);
     // A request after the pipe is read again, so the writer reports before the stop.
     tokio::time::sleep(Duration::from_millis(300)).await;
     fire(addr, 1, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    signal(&child, "-TERM");
-    tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = reader.await.unwrap();
+    let stdout = stop(child, reader).await;
     let written = lines_of(&stdout, "portcullis::access").len();
     let reported: u64 = lines_of(&stdout, "portcullis::log")
         .iter()
