@@ -148,7 +148,7 @@ def main():
         # Logs on: nginx's own server blocks with access_log on; a second portcullis with its
         # access log on (stdout to a file, as nginx's goes to a file). Forward auth: nginx's
         # auth_request and Caddy's forward_auth asking a third portcullis (nginx and Caddy are
-        # its trusted proxies, as the README's example has it).
+        # its trusted proxies, as docs/sessions.md's example has it).
         pxl, pxsl, pxa, gwl, gwsl, adml, gwv, admv, cx = (free_port() for _ in range(9))
         confs.append(nginx(tmp, "upstream", f"""worker_processes 1;
 events {{ worker_connections 4096; }}
@@ -175,7 +175,7 @@ http {{ access_log off;
     ssl_certificate {CERT}; ssl_certificate_key {KEY};
     access_log {tmp}/nginx-access.log;
     location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
-  # The README's forward-auth example, with keep-alive to portcullis.
+  # The forward-auth example of docs/sessions.md, with keep-alive to portcullis.
   upstream verify {{ server 127.0.0.1:{gwv}; keepalive 256; }}
   server {{ listen 127.0.0.1:{pxa} reuseport;
     location = /_portcullis_verify {{ internal; proxy_pass http://verify/auth/verify;
@@ -255,7 +255,7 @@ policy = "authenticated"
         UPSTREAM_PIDS.append(int(open(os.path.join(tmp, "upstream.pid")).read()))
         pc, pcl, pcv = [pc_proc.pid], [pcl_proc.pid], [pcv_proc.pid]
         # The issue's "random-token flood": a well-formed token of random bytes (an id no cache
-        # holds, a tag that fails the HMAC). The README also notes the cheaper refusal of a
+        # holds, a tag that fails the HMAC). docs/performance.md also notes the cheaper refusal of a
         # real id with a wrong secret (one cache hit and a SHA-256, no HMAC).
         forged = "pc1_" + base64.urlsafe_b64encode(secrets.token_bytes(64)).decode().rstrip("=")
         auth = f"Authorization: Bearer {bearer}"

@@ -1,16 +1,17 @@
-//! `/auth/verify` behind a real nginx using the README's `auth_request` example, and the
+//! `/auth/verify` behind a real nginx using the documented `auth_request` example
+//! (`docs/sessions.md`), and the
 //! caller's own sessions (`GET`/`DELETE /sessions`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use common::*;
 
-/// The README's nginx example with the test's ports.
+/// The documented nginx example (`docs/sessions.md`) with the test's ports.
 fn readme_nginx(listen: u16, gateway: u16, app: u16) -> String {
-    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_path("docs/sessions.md")).unwrap();
     let start = readme
         .find("# portcullis forward-auth example")
-        .expect("the example is in the README");
+        .expect("the example is in docs/sessions.md");
     let block = &readme[start..];
     let block = &block[..block.find("```").unwrap()];
     block
@@ -34,7 +35,7 @@ impl Drop for Nginx {
 #[tokio::test]
 async fn nginx_auth_request_with_the_readme_config() {
     let (up, _stop) = upstream::whoami().await;
-    // nginx connects from 127.0.0.1: the README says to list it as a trusted proxy.
+    // nginx connects from 127.0.0.1: docs/sessions.md says to list it as a trusted proxy.
     let gw = Gateway::start(
         &(trusting_loopback()
             + USERS

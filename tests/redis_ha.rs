@@ -4,7 +4,7 @@
 //! under a bounded request loop; the tests assert that no revoked token is admitted, no valid
 //! cached session is refused, no session on a healthy master is refused, no acknowledged
 //! session is lost, and that the gateways recover without a restart. They print how long the
-//! recovery took (measured, never asserted: README, Stores).
+//! recovery took (measured, never asserted: docs/sessions.md, Stores).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 

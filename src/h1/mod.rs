@@ -4,7 +4,7 @@
 //! response is relayed back (`forward`), all in the connection's own task. Why it exists:
 //! measured on this project's 2-core machines, hyper's server and client on both sides of the
 //! gateway cost more CPU per request than nginx spends in all; without them the gateway
-//! proxies faster than nginx while it authenticates (README, Performance).
+//! proxies faster than nginx while it authenticates (docs/performance.md).
 //!
 //! A request the route's policy refuses (401, login redirect, 403, 503) is answered here with
 //! the pipeline's own error responses, as are upstream failures (502, 504).

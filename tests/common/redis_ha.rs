@@ -112,7 +112,7 @@ impl RedisCluster {
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
-                    // As the README recommends: a master lost stops only its own slots.
+                    // As docs/sessions.md recommends: a master lost stops only its own slots.
                     "--cluster-require-full-coverage",
                     "no",
                     "--appendonly",
@@ -156,7 +156,7 @@ impl RedisCluster {
         cluster
     }
 
-    /// A URL with one seed node, as the README shows it.
+    /// A URL with one seed node, as docs/sessions.md shows it.
     pub fn url_with_seed(&self, port: u16) -> String {
         format!("redis-cluster://127.0.0.1:{port}")
     }
@@ -381,7 +381,7 @@ impl RedisSentinel {
         s
     }
 
-    /// The URL naming the sentinels and the service (README, `store.url`).
+    /// The URL naming the sentinels and the service (docs/sessions.md, `store.url`).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .sentinels
