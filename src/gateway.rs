@@ -126,14 +126,15 @@ impl Shared {
     /// A refusal as the client gets it: an HTML page for a browser navigation, else JSON.
     pub fn answer(
         &self,
-        error: crate::error::GatewayError,
+        error: impl Into<crate::error::ApiError>,
         navigation: bool,
     ) -> http::Response<crate::body::ProxyBody> {
-        if navigation {
-            error.into_page(&self.ui_title, &self.api.url("/auth/login"))
-        } else {
-            error.into_response()
-        }
+        let login = self.api.url("/auth/login");
+        let page = crate::error::Page {
+            site: &self.ui_title,
+            login: &login,
+        };
+        error.into().render(navigation.then_some(page))
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {

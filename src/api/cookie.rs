@@ -11,7 +11,7 @@
 use super::forms;
 use crate::auth::{self, Credential};
 use crate::body::ProxyBody;
-use crate::error::{field_error, json_error, json_response};
+use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::Session;
 use crate::session::cache::{CachedSession, Found};
@@ -124,17 +124,14 @@ pub(super) async fn current(
         Ok(_) => Ok(None),
         Err(e) => {
             tracing::warn!(error = %e, "session lookup failed");
-            Err(store_down())
+            Err(ApiError::from(&e).into_response())
         }
     }
 }
 
-pub(super) fn store_down() -> Response<ProxyBody> {
-    json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "session_store_unavailable",
-        "the session store cannot be reached; try again shortly",
-    )
+/// 401 `invalid_token`: the request's credential opens no live session.
+pub(super) fn no_session() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session")
 }
 
 /// `GET /users/me`: the caller's user and session; for a pending session, 401 with the login
@@ -148,7 +145,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
-                return store_down();
+                return ApiError::from(&e).into_response();
             }
         },
         _ => Found::Nothing,
@@ -171,13 +168,13 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
             resp
         }
         Found::Nothing => {
-            let mut resp = json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session");
-            if let Ok(v) = HeaderValue::from_str(&shared.api.url("/auth/login")) {
-                resp.headers_mut().insert(header::LOCATION, v);
+            let refused =
+                no_session().with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            match HeaderValue::from_str(&shared.api.url("/auth/login")) {
+                Ok(login) => refused.with_header(header::LOCATION, login),
+                Err(_) => refused,
             }
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
+            .into_response()
         }
     }
 }
@@ -192,11 +189,12 @@ pub(super) fn authority<B>(req: &Request<B>) -> Option<&str> {
 /// `POST /auth/signin` `{"username", "password"}` (JSON or form).
 pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(&req)) {
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "sign-in from another site is refused",
-        );
+        )
+        .into_response();
     }
     let api = &shared.api;
     if let Err(refused) = api.address_allowed(conn) {
@@ -210,7 +208,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         .map(str::to_string);
     let fields = match forms::fields(content_type.as_deref(), req.into_body()).await {
         Ok(f) => f,
-        Err(e) => return forms::body_error(e),
+        Err(e) => return forms::body_error(e).into_response(),
     };
     let (Some(username), Some(password)) = (fields.get("username"), fields.get("password")) else {
         let missing = if fields.contains_key("username") {
@@ -218,7 +216,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         } else {
             "username"
         };
-        return field_error("missing_field", missing, "required");
+        return ApiError::field("missing_field", missing, "required").into_response();
     };
     let user = match api.check_login(username, password).await {
         Ok(user) => user,
@@ -228,7 +226,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         Ok(issued) => with_cookie(shared, conn, &issued.token, &issued.session),
         Err(e) => {
             tracing::warn!(error = %e, "sign-in: cannot create a session");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }
@@ -251,23 +249,24 @@ fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session)
 /// `POST /auth/refresh`: a new token and expiry for the caller's session.
 pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(req)) {
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "refresh from another site is refused",
-        );
+        )
+        .into_response();
     }
     let live = match current(shared, conn, req.headers()).await {
         Err(resp) => return resp,
-        Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(None) => return no_session().into_response(),
         Ok(Some(live)) => live,
     };
     match shared.sessions.rotate(&live).await {
         Ok(Some(issued)) => with_cookie(shared, conn, &issued.token, &issued.session),
-        Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(None) => no_session().into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "refresh failed");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }
@@ -287,17 +286,18 @@ pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
                 crate::pages::page(&shared.ui_title, "Not signed out", body),
             );
         }
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "logout from another site is refused",
-        );
+        )
+        .into_response();
     }
     if let Ok(Some(live)) = current(shared, conn, req.headers()).await
         && let Err(e) = shared.sessions.revoke(live.id()).await
     {
         tracing::warn!(error = %e, "logout: cannot delete the session");
-        return store_down();
+        return ApiError::from(&e).into_response();
     }
     let rd = forms::query_param(req.uri().query(), "rd");
     let mut resp = match rd {

@@ -221,7 +221,7 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let fields = match forms::fields(content_type, req.into_body()).await {
         Ok(f) => f,
-        Err(e) => return forms::body_error(e),
+        Err(e) => return forms::body_error(e).into_response(),
     };
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let code = Some(field("code").trim()).filter(|c| !c.is_empty());

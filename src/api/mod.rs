@@ -19,7 +19,7 @@ use crate::auth::password::Passwords;
 use crate::auth::ratelimit::RateLimit;
 use crate::body::ProxyBody;
 use crate::config::{Config, Mode};
-use crate::error::{json_error, json_response};
+use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::metrics::Metrics;
 use crate::session::User;
@@ -50,26 +50,32 @@ pub enum LoginRefused {
     Invalid,
 }
 
-impl LoginRefused {
-    pub fn into_response(self) -> Response<ProxyBody> {
-        match self {
+impl From<LoginRefused> for ApiError {
+    fn from(refused: LoginRefused) -> ApiError {
+        match refused {
             LoginRefused::RateLimited(wait) => {
-                let mut resp = json_error(
+                let e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     "too many login attempts; try again later",
                 );
-                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
+                match HeaderValue::from_str(&wait.to_string()) {
+                    Ok(v) => e.with_header(header::RETRY_AFTER, v),
+                    Err(_) => e,
                 }
-                resp
             }
-            LoginRefused::Invalid => json_error(
+            LoginRefused::Invalid => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
                 "wrong username or password",
             ),
         }
+    }
+}
+
+impl LoginRefused {
+    pub fn into_response(self) -> Response<ProxyBody> {
+        ApiError::from(self).into_response()
     }
 }
 
@@ -187,11 +193,12 @@ pub async fn answer(
                 );
                 resp
             }
-            None => json_error(
+            None => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no assertion key is configured",
-            ),
+            )
+            .into_response(),
         },
         ("/users/me", &Method::GET) => cookie::me(shared, conn, &req).await,
         ("/auth/signin", &Method::POST) => cookie::signin(shared, conn, req).await,
@@ -210,11 +217,6 @@ pub async fn answer(
         ("/auth/login", &Method::POST) => login::submit(shared, conn, req).await,
         ("/auth/status", &Method::GET) => status::socket(shared, conn, req),
         _ => {
-            let mut resp = json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this method is not allowed here",
-            );
             let allow = match path {
                 "/auth/logout" | "/auth/login" => "GET, POST",
                 "/auth/signin" | "/auth/refresh" | "/sessions/renew" | "/sessions/reissue"
@@ -223,9 +225,13 @@ pub async fn answer(
                 "/sessions/current" => "DELETE",
                 _ => "GET",
             };
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            resp
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
+            .with_header(header::ALLOW, HeaderValue::from_static(allow))
+            .into_response()
         }
     }
 }

@@ -15,7 +15,7 @@ use super::cookie::cookie_name;
 use crate::auth::{self, Decision};
 use crate::body::ProxyBody;
 use crate::config::Policy;
-use crate::error::{GatewayError, json_error, json_response};
+use crate::error::{ApiError, GatewayError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::route;
 use crate::session::cache::Found;
@@ -53,11 +53,12 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
             peer = %conn.peer.ip(),
             "/auth/verify: X-Forwarded-* from a peer not in server.trusted_proxies refused"
         );
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "untrusted_forwarded_headers",
             "X-Forwarded-Host, -Uri and -Method are read only from server.trusted_proxies",
-        );
+        )
+        .into_response();
     } else {
         None
     };
@@ -129,10 +130,6 @@ pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
                 serde_json::json!({ "sessions": sessions }).to_string(),
             )
         }
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_store_unavailable",
-            "the session store cannot be reached",
-        ),
+        Err(e) => ApiError::from(&e).into_response(),
     }
 }
