@@ -4,8 +4,9 @@
 use crate::auth::jwt::{AssertionSigner, Issuer};
 use crate::config::{Config, HeaderNames, Mode, RouteConfig};
 use crate::metrics::{MethodClass, Metrics, RequestLabels, RouteLabel};
+use crate::proxy::lease::HyperPool;
 use crate::proxy::pool::Pool;
-use crate::proxy::upstream::{HyperPool, Upstreams};
+use crate::proxy::upstream::Upstreams;
 use crate::route::RouteTable;
 use crate::session::cache::{CachedSession, Sessions};
 use arc_swap::ArcSwap;

@@ -17,12 +17,13 @@
 
 use crate::access_log;
 use crate::auth::{self, Decision};
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::ProxyBody;
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Route, Shared, Worker};
 use crate::metrics::{MethodClass, RequestLabels};
 use crate::proxy::framing;
 use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::request_body::UpstreamBody;
 use crate::proxy::upstream;
 use crate::route;
 use http::uri::PathAndQuery;
