@@ -12,8 +12,8 @@ use crate::config::{Config, parse_duration};
 use crate::error::{ApiError, json_response};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::session::Session;
 use crate::session::cache::{Meta, Sessions};
+use crate::session::session_json;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -70,21 +70,6 @@ where
 {
     tracing::warn!(error = %e, "admin: session store error");
     ApiError::from(e).into_response()
-}
-
-/// The fields of a session an operator sees (never its secret hash).
-pub fn session_json(s: &Session) -> serde_json::Value {
-    serde_json::json!({
-        "id": s.id,
-        "username": s.user.as_ref().map(|u| u.username.as_str()),
-        "state": s.state,
-        "device_uuid": s.device_uuid,
-        "created": s.created,
-        "last_used": s.last_used,
-        "expires": s.ends_at(),
-        "ip": s.ip,
-        "user_agent": s.user_agent,
-    })
 }
 
 impl Admin {

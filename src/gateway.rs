@@ -80,7 +80,7 @@ pub struct Shared {
     pub cookie_name: String,
     /// `[ui] title`: the site's name on every page.
     pub ui_title: String,
-    pub api: crate::api::Api,
+    pub api: crate::api_state::Api,
     pub assertion: Option<Arc<AssertionSigner>>,
     pub jwt_issuers: Arc<Vec<Issuer>>,
     pub trusted_proxies: Vec<IpNet>,
@@ -109,7 +109,7 @@ impl Shared {
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
             ui_title: config.ui_title.clone(),
-            api: crate::api::Api::new(config, metrics.clone(), lasting.passwords.clone()),
+            api: crate::api_state::Api::new(config, metrics.clone(), lasting.passwords.clone()),
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -136,6 +136,11 @@ impl Shared {
             login: &login,
         };
         error.into().render(navigation.then_some(page))
+    }
+
+    /// The session cookie's name on this connection's listener.
+    pub fn cookie_on(&self, conn: &ConnInfo) -> &str {
+        crate::auth::browser::cookie_name(&self.cookie_name, conn.tls)
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {

@@ -9,6 +9,7 @@
 //! - `rd` redirects go only to same-origin relative paths (`forms::safe_redirect`).
 
 use super::forms;
+use crate::auth::browser::cross_site;
 use crate::auth::{self, Credential};
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};
@@ -17,18 +18,6 @@ use crate::session::Session;
 use crate::session::cache::{CachedSession, Found};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-
-/// The session cookie's name on this listener.
-pub fn cookie_name<'a>(shared: &'a Shared, conn: &ConnInfo) -> &'a str {
-    let name = shared.cookie_name.as_str();
-    if conn.tls {
-        name
-    } else {
-        name.strip_prefix("__Host-")
-            .or_else(|| name.strip_prefix("__Secure-"))
-            .unwrap_or(name)
-    }
-}
 
 pub(super) fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Option<HeaderValue> {
     let secure = if tls { "; Secure" } else { "" };
@@ -73,49 +62,13 @@ fn local_user_json(user: &crate::session::User) -> String {
     .to_string()
 }
 
-/// Whether a browser says this request comes from another site (`host`: the request's
-/// authority, from `Host` or HTTP/2's `:authority`).
-pub fn cross_site(headers: &HeaderMap, host: Option<&str>) -> bool {
-    cross_site_in(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), host)
-}
-
-/// `cross_site` over a request's header lines, as both proxy paths hold them. A browser's
-/// `Sec-Fetch-Site` is authoritative where present (every current browser sends it): only
-/// `same-origin` (and `none`, a navigation the user started) is this site; `same-site` (a
-/// sibling host) and `cross-site` are not, and every line counts, so a second cannot hide the
-/// first. Without it (older browsers), `Origin` decides: `null`, not text, or another host is
-/// another site. Under `Referrer-Policy: no-referrer` Chromium posts a page's own form with
-/// `Origin: null` and `Sec-Fetch-Site: same-origin`: this site.
-pub fn cross_site_in<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>, host: Option<&str>) -> bool {
-    let host = host.unwrap_or("");
-    let mut fetch_site: Option<bool> = None;
-    let mut origin_cross = false;
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case("sec-fetch-site") {
-            let value = value.trim_ascii();
-            let same = value.eq_ignore_ascii_case(b"same-origin") || value.eq_ignore_ascii_case(b"none");
-            fetch_site = Some(fetch_site.unwrap_or(false) || !same);
-        } else if name.eq_ignore_ascii_case("origin") {
-            origin_cross |= match crate::auth::header_text(value) {
-                Some(origin) => {
-                    let origin = origin.trim();
-                    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-                    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
-                }
-                None => true,
-            };
-        }
-    }
-    fetch_site.unwrap_or(origin_cross)
-}
-
 /// The live session behind the request's credential, or the reason there is none.
 pub(super) async fn current(
     shared: &Shared,
     conn: &ConnInfo,
     headers: &HeaderMap,
 ) -> Result<Option<std::sync::Arc<CachedSession>>, Response<ProxyBody>> {
-    let presented = match auth::credential(headers, cookie_name(shared, conn)) {
+    let presented = match auth::credential(headers, shared.cookie_on(conn)) {
         Ok(Some(c)) => c,
         _ => return Ok(None),
     };
@@ -140,7 +93,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
     if let Some(local) = &shared.api.single_user {
         return json_response(StatusCode::OK, local_user_json(local));
     }
-    let found = match auth::credential(req.headers(), cookie_name(shared, conn)) {
+    let found = match auth::credential(req.headers(), shared.cookie_on(conn)) {
         Ok(Some(c)) => match shared.sessions.authenticate(c.token()).await {
             Ok(found) => found,
             Err(e) => {
@@ -197,7 +150,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         .into_response();
     }
     let api = &shared.api;
-    if let Err(refused) = api.address_allowed(conn) {
+    if let Err(refused) = api.address_allowed(conn.peer.ip()) {
         return refused.into_response();
     }
     let meta = super::pending::meta(conn, req.headers(), None);
@@ -240,7 +193,7 @@ fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session)
     );
     let mut resp = json_response(StatusCode::OK, body);
     let max_age = session.ends_at().saturating_sub(crate::session::now());
-    if let Some(c) = set_cookie(cookie_name(shared, conn), token, max_age, conn.tls) {
+    if let Some(c) = set_cookie(shared.cookie_on(conn), token, max_age, conn.tls) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp
@@ -324,7 +277,7 @@ pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
         }
         None => json_response(StatusCode::OK, "{}".into()),
     };
-    if let Some(c) = set_cookie(cookie_name(shared, conn), "", 0, conn.tls) {
+    if let Some(c) = set_cookie(shared.cookie_on(conn), "", 0, conn.tls) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp

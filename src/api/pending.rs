@@ -57,7 +57,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Re
     }
     // Pending sessions cost a store record each for pending_ttl: they count against the
     // per-address login limit.
-    if let Err(refused) = shared.api.address_allowed(conn) {
+    if let Err(refused) = shared.api.address_allowed(conn.peer.ip()) {
         return refused.into_response();
     }
     match shared.sessions.create_pending(meta(conn, headers, None)).await {
@@ -87,10 +87,10 @@ pub fn cookie_from_another_site<B>(
     req: &Request<B>,
 ) -> Option<Response<ProxyBody>> {
     let by_cookie = matches!(
-        crate::auth::credential(req.headers(), super::cookie_name(shared, conn)),
+        crate::auth::credential(req.headers(), shared.cookie_on(conn)),
         Ok(Some(crate::auth::Credential::Cookie(_)))
     );
-    (by_cookie && super::cross_site(req.headers(), super::cookie::authority(req))).then(|| {
+    (by_cookie && crate::auth::browser::cross_site(req.headers(), super::cookie::authority(req))).then(|| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",

@@ -183,7 +183,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
             .into_response();
     }
     let api = &shared.api;
-    if let Err(refused) = api.address_allowed(conn) {
+    if let Err(refused) = api.address_allowed(conn.peer.ip()) {
         return refused.into_response();
     }
     let user = match api.check_login(&username, &password).await {

@@ -11,7 +11,6 @@
 //!   (503 when the store is down).
 //! - `GET /sessions`: the caller's sessions; `DELETE /sessions`: log out everywhere.
 
-use super::cookie::cookie_name;
 use crate::auth::{self, Decision};
 use crate::body::ProxyBody;
 use crate::config::Policy;
@@ -63,7 +62,7 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
         None
     };
     let policy = found.map_or(&Policy::Authenticated, |(_, r)| &r.config.policy);
-    let presented = auth::credential(h, cookie_name(shared, conn));
+    let presented = auth::credential(h, shared.cookie_on(conn));
     match Box::pin(auth::decide(
         &shared.sessions,
         &shared.jwt_issuers,
@@ -95,7 +94,7 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
 
 /// `GET` or `DELETE /sessions`: list the caller's sessions, or end them all.
 pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
-    let live = match auth::credential(req.headers(), cookie_name(shared, conn)) {
+    let live = match auth::credential(req.headers(), shared.cookie_on(conn)) {
         Ok(Some(c)) => match shared.sessions.authenticate(c.token()).await {
             Ok(Found::Active(live)) => live,
             Ok(_) => return GatewayError::Unauthenticated { presented: true }.into_response(),
@@ -120,7 +119,7 @@ pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
             let sessions: Vec<_> = list
                 .iter()
                 .map(|s| {
-                    let mut v = crate::admin::session_json(s);
+                    let mut v = crate::session::session_json(s);
                     v["current"] = (s.id == live.id()).into();
                     v
                 })
