@@ -9,11 +9,11 @@
 
 use crate::body::ProxyBody;
 use crate::config::{Config, parse_duration};
-use crate::error::{json_error, json_response};
+use crate::error::{ApiError, json_response};
 use crate::metrics::Metrics;
 use crate::reload::Reloader;
-use crate::session::Session;
 use crate::session::cache::{Meta, Sessions};
+use crate::session::session_json;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -54,32 +54,22 @@ fn one() -> u64 {
     1
 }
 
-fn bad_request(code: &str, message: &str) -> Response<ProxyBody> {
-    json_error(StatusCode::BAD_REQUEST, code, message)
+fn bad_request(
+    code: &'static str,
+    message: impl Into<std::borrow::Cow<'static, str>>,
+) -> Response<ProxyBody> {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message).into_response()
 }
 
-fn store_down(e: impl std::fmt::Display) -> Response<ProxyBody> {
+/// A failed store call, logged; the client hears `ApiError`'s reading of it (503, or 409 for
+/// a compare-and-set that kept losing).
+fn store_failed<'e, E>(e: &'e E) -> Response<ProxyBody>
+where
+    E: std::fmt::Display,
+    ApiError: From<&'e E>,
+{
     tracing::warn!(error = %e, "admin: session store error");
-    json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "session_store_unavailable",
-        "the session store cannot be reached",
-    )
-}
-
-/// The fields of a session an operator sees (never its secret hash).
-pub fn session_json(s: &Session) -> serde_json::Value {
-    serde_json::json!({
-        "id": s.id,
-        "username": s.user.as_ref().map(|u| u.username.as_str()),
-        "state": s.state,
-        "device_uuid": s.device_uuid,
-        "created": s.created,
-        "last_used": s.last_used,
-        "expires": s.ends_at(),
-        "ip": s.ip,
-        "user_agent": s.user_agent,
-    })
+    ApiError::from(e).into_response()
 }
 
 impl Admin {
@@ -117,28 +107,29 @@ impl Admin {
             return json_response(StatusCode::OK, r#"{"status":"ok"}"#.into());
         }
         if !peer_allowed(&self.allow_from, peer) {
-            return json_error(
+            return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "admin_forbidden",
                 "the admin listener only answers loopback and admin.allow_from",
-            );
+            )
+            .into_response();
         }
         if self.token.is_none() {
-            return json_error(
+            return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "admin_disabled",
                 "the admin API is disabled: set admin.token or admin.token_env",
-            );
+            )
+            .into_response();
         }
         if !self.authorized(&req) {
-            let mut resp = json_error(
+            return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "a valid admin bearer token is required",
-            );
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-            return resp;
+            )
+            .with_header(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"))
+            .into_response();
         }
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (req.method().clone(), segments.as_slice()) {
@@ -146,11 +137,7 @@ impl Admin {
                 Ok(()) => json_response(StatusCode::OK, r#"{"status":"ready"}"#.into()),
                 Err(e) => {
                     tracing::warn!(error = %e, "readyz: store unreachable");
-                    json_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "session_store_unavailable",
-                        "the session store cannot be reached",
-                    )
+                    ApiError::store_unavailable().into_response()
                 }
             },
             (Method::GET, ["metrics"]) => {
@@ -174,7 +161,9 @@ impl Admin {
                     })
                     .to_string(),
                 ),
-                Err(why) => json_error(StatusCode::UNPROCESSABLE_ENTITY, "reload_refused", &why),
+                Err(why) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reload_refused", why).into_response()
+                }
             },
             (Method::GET, ["admin", "sessions"]) => {
                 let user = req
@@ -195,40 +184,45 @@ impl Admin {
                             serde_json::json!({ "sessions": sessions }).to_string(),
                         )
                     }
-                    Err(e) => store_down(e),
+                    Err(e) => store_failed(&e),
                 }
             }
             (Method::DELETE, ["admin", "sessions", id]) if crate::session::token::parse_id(id).is_none() => {
-                json_error(StatusCode::NOT_FOUND, "not_found", "no such session")
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such session").into_response()
             }
             (Method::DELETE, ["admin", "sessions", id]) => match self.sessions.revoke(id).await {
                 Ok(true) => json_response(StatusCode::OK, serde_json::json!({ "revoked": [id] }).to_string()),
-                Ok(false) => json_error(StatusCode::NOT_FOUND, "not_found", "no such session"),
-                Err(e) => store_down(e),
+                Ok(false) => {
+                    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such session").into_response()
+                }
+                Err(e) => store_failed(&e),
             },
             (Method::DELETE, ["admin", "users", name, "sessions"]) => {
                 match self.sessions.revoke_user(name).await {
                     Ok(ids) => {
                         json_response(StatusCode::OK, serde_json::json!({ "revoked": ids }).to_string())
                     }
-                    Err(e) => store_down(e),
+                    Err(e) => store_failed(&e),
                 }
             }
-            _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint"),
+            _ => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such admin endpoint").into_response(),
         }
     }
 
     async fn mint(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let body: Bytes = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 64 KiB"),
+            Err(_) => {
+                return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 64 KiB")
+                    .into_response();
+            }
         };
         let m: MintRequest = match serde_json::from_slice(&body) {
             Ok(m) => m,
             Err(e) => {
                 return bad_request(
                     "invalid_json",
-                    &format!("expected {{\"username\", \"count\", \"ttl\"}}: {e}"),
+                    format!("expected {{\"username\", \"count\", \"ttl\"}}: {e}"),
                 );
             }
         };
@@ -239,14 +233,14 @@ impl Admin {
         if m.count == 0 || m.count > MAX_MINT {
             return bad_request(
                 "invalid_count",
-                &format!("count: must be between 1 and {MAX_MINT}"),
+                format!("count: must be between 1 and {MAX_MINT}"),
             );
         }
         let ttl = match m.ttl.as_deref().map(parse_duration) {
             None => self.session_ttl,
             Some(Ok(d)) if !d.is_zero() => d,
             Some(Ok(_)) => return bad_request("invalid_ttl", "ttl: must be greater than zero"),
-            Some(Err(e)) => return bad_request("invalid_ttl", &format!("ttl: {e}")),
+            Some(Err(e)) => return bad_request("invalid_ttl", format!("ttl: {e}")),
         };
         let mut tokens = Vec::with_capacity(m.count as usize);
         for _ in 0..m.count {
@@ -256,7 +250,7 @@ impl Admin {
                 .await
             {
                 Ok(issued) => tokens.push(issued.token),
-                Err(e) => return store_down(e),
+                Err(e) => return store_failed(&e),
             }
         }
         json_response(

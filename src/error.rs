@@ -1,9 +1,22 @@
-//! The gateway's own errors and the one place that turns them into HTTP responses:
-//! `{"error": "<snake_case_code>", "message": "<sentence>"}` (SPEC §2). Messages never carry
-//! credentials or anything the client sent beyond what is safe to echo.
+//! The gateway's own errors and the one place that turns them into HTTP responses.
+//!
+//! - `GatewayError`: why the proxy refuses or fails a request (typed, `thiserror`).
+//! - `ApiError`: any answer the gateway makes itself instead of the one asked for — a
+//!   `GatewayError`, or a refusal of the session API or the admin listener: status, `error`
+//!   code, one message per code, and the headers that go with it (`WWW-Authenticate`,
+//!   `Retry-After`, `Location`, `Allow`).
+//! - `ApiError::render` is the one function that makes the response, per transport: the JSON
+//!   object `{"error": "<snake_case_code>", "message": "<sentence>"}` (SPEC §2) for API
+//!   clients, the HTML page (SPEC §4) for browser navigations (gRPC statuses would go here).
+//!
+//! Messages never carry credentials or anything the client sent beyond what is safe to echo.
+//! A session change that kept losing its compare-and-set is a 409 `conflict`, not an outage.
 
 use crate::body::ProxyBody;
-use http::{HeaderValue, Response, StatusCode, header};
+use crate::session::cache::CreateError;
+use crate::session::store::StoreError;
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
@@ -87,68 +100,174 @@ impl GatewayError {
         )
     }
 
-    /// The answer for a browser navigation (SPEC §4): the same status and headers, an HTML
-    /// page for a body (`site`: `[ui] title`; `login`: the login page's path). A login
-    /// redirect stays a redirect.
-    pub fn into_page(self, site: &str, login: &str) -> Response<ProxyBody> {
-        if matches!(self, GatewayError::LoginRedirect(_)) {
-            return self.into_response();
-        }
-        let status = self.status();
-        let (mut parts, _) = self.into_response().into_parts();
-        let (page, body) =
-            crate::pages::respond(status, crate::pages::error_page(site, status, login)).into_parts();
-        for (name, value) in page.headers {
-            if let Some(name) = name {
-                parts.headers.insert(name, value);
-            }
-        }
-        Response::from_parts(parts, body)
-    }
-
+    /// The JSON answer (`ApiError::render` without a page).
     pub fn into_response(self) -> Response<ProxyBody> {
-        let mut resp = json_error(self.status(), self.code(), &self.to_string());
-        match &self {
+        ApiError::from(self).into_response()
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> ApiError {
+        let headers = match &e {
             GatewayError::Unauthenticated { presented } => {
                 let challenge = if *presented {
                     HeaderValue::from_static("Bearer error=\"invalid_token\"")
                 } else {
                     HeaderValue::from_static("Bearer")
                 };
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+                vec![(header::WWW_AUTHENTICATE, challenge)]
             }
-            GatewayError::LoginRedirect(location) => {
-                if let Ok(v) = HeaderValue::from_str(location) {
-                    resp.headers_mut().insert(header::LOCATION, v);
-                }
+            GatewayError::LoginRedirect(location) => HeaderValue::from_str(location)
+                .map(|v| vec![(header::LOCATION, v)])
+                .unwrap_or_default(),
+            GatewayError::Connect => vec![(
+                header::ALLOW,
+                HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+            )],
+            _ => Vec::new(),
+        };
+        ApiError {
+            status: e.status(),
+            code: e.code(),
+            message: Cow::Owned(e.to_string()),
+            field: None,
+            headers,
+        }
+    }
+}
+
+/// The one message of `session_store_unavailable`, wherever the store failed.
+const STORE_UNAVAILABLE: &str = "the session store cannot be reached; try again shortly";
+
+/// An answer the gateway makes itself (see the module doc). Built by the constructors below
+/// or from a `GatewayError`; turned into a response only by `render`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// The `error` field: a `snake_case` code clients branch on.
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+    /// The request field at fault: `{"field": …}` in the JSON body.
+    pub field: Option<String>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// What a browser's HTML error page needs: the site's name (`[ui] title`) and the login
+/// page's path.
+#[derive(Clone, Copy, Debug)]
+pub struct Page<'a> {
+    pub site: &'a str,
+    pub login: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// A 400 that names the field at fault: `{"error", "message": "<field>: <message>", "field"}`.
+    pub fn field(code: &'static str, field: &str, message: &str) -> ApiError {
+        ApiError {
+            field: Some(field.to_string()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, code, format!("{field}: {message}"))
+        }
+    }
+
+    /// 503 `session_store_unavailable`: the store failed; a retry may work.
+    pub fn store_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::StoreUnavailable.code(),
+            STORE_UNAVAILABLE,
+        )
+    }
+
+    /// 409 `conflict`: the session kept changing under a compare-and-set; the store is fine.
+    pub fn conflict() -> ApiError {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the session changed meanwhile; try again",
+        )
+    }
+
+    /// The same error with one more header (replacing any of that name).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> ApiError {
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value));
+        self
+    }
+
+    /// The response, per transport: with `page` (a browser navigation), an HTML page with the
+    /// same status and headers — a redirect stays a redirect; without, the JSON object.
+    pub fn render(self, page: Option<Page<'_>>) -> Response<ProxyBody> {
+        let status = self.status;
+        let mut resp = self.json();
+        let Some(page) = page.filter(|_| !status.is_redirection()) else {
+            return resp;
+        };
+        let (html, body) =
+            crate::pages::respond(status, crate::pages::error_page(page.site, status, page.login))
+                .into_parts();
+        for (name, value) in html.headers {
+            if let Some(name) = name {
+                resp.headers_mut().insert(name, value);
             }
-            GatewayError::Connect => {
-                resp.headers_mut().insert(
-                    header::ALLOW,
-                    HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
-                );
-            }
-            _ => {}
+        }
+        let (parts, _) = resp.into_parts();
+        Response::from_parts(parts, body)
+    }
+
+    /// `render` for API clients: the JSON object.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        self.render(None)
+    }
+
+    fn json(self) -> Response<ProxyBody> {
+        let body = match self.field {
+            Some(field) => serde_json::json!({
+                "error": self.code,
+                "message": self.message,
+                "field": field,
+            }),
+            None => serde_json::json!({ "error": self.code, "message": self.message }),
+        };
+        let mut resp = json_response(self.status, body.to_string());
+        for (name, value) in self.headers {
+            resp.headers_mut().insert(name, value);
         }
         resp
     }
 }
 
-/// A JSON error response in the SPEC's shape.
-pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({ "error": code, "message": message }).to_string();
-    json_response(status, body)
+impl From<ApiError> for Response<ProxyBody> {
+    fn from(e: ApiError) -> Response<ProxyBody> {
+        e.into_response()
+    }
 }
 
-/// A 400 that names the field at fault: `{"error", "message", "field"}`.
-pub fn field_error(code: &str, field: &str, message: &str) -> Response<ProxyBody> {
-    let body = serde_json::json!({
-        "error": code,
-        "message": format!("{field}: {message}"),
-        "field": field,
-    })
-    .to_string();
-    json_response(StatusCode::BAD_REQUEST, body)
+/// A store that failed is unavailable, whatever the reason.
+impl From<&StoreError> for ApiError {
+    fn from(_: &StoreError) -> ApiError {
+        ApiError::store_unavailable()
+    }
+}
+
+/// A session that could not be made or changed: a compare-and-set that kept losing is a
+/// conflict; a store failure (or a token that could not be minted) is unavailability.
+impl From<&CreateError> for ApiError {
+    fn from(e: &CreateError) -> ApiError {
+        match e {
+            CreateError::Conflict => ApiError::conflict(),
+            CreateError::Store(_) | CreateError::Token(_) => ApiError::store_unavailable(),
+        }
+    }
 }
 
 /// A JSON response with the headers every gateway-made answer carries.

@@ -4,8 +4,9 @@
 use crate::auth::jwt::{AssertionSigner, Issuer};
 use crate::config::{Config, HeaderNames, Mode, RouteConfig};
 use crate::metrics::{MethodClass, Metrics, RequestLabels, RouteLabel};
+use crate::proxy::lease::HyperPool;
 use crate::proxy::pool::Pool;
-use crate::proxy::upstream::{HyperPool, Upstreams};
+use crate::proxy::upstream::Upstreams;
 use crate::route::RouteTable;
 use crate::session::cache::{CachedSession, Sessions};
 use arc_swap::ArcSwap;
@@ -79,7 +80,7 @@ pub struct Shared {
     pub cookie_name: String,
     /// `[ui] title`: the site's name on every page.
     pub ui_title: String,
-    pub api: crate::api::Api,
+    pub api: crate::api_state::Api,
     pub assertion: Option<Arc<AssertionSigner>>,
     pub jwt_issuers: Arc<Vec<Issuer>>,
     pub trusted_proxies: Vec<IpNet>,
@@ -108,7 +109,7 @@ impl Shared {
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
             ui_title: config.ui_title.clone(),
-            api: crate::api::Api::new(config, metrics.clone(), lasting.passwords.clone()),
+            api: crate::api_state::Api::new(config, metrics.clone(), lasting.passwords.clone()),
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -126,14 +127,20 @@ impl Shared {
     /// A refusal as the client gets it: an HTML page for a browser navigation, else JSON.
     pub fn answer(
         &self,
-        error: crate::error::GatewayError,
+        error: impl Into<crate::error::ApiError>,
         navigation: bool,
     ) -> http::Response<crate::body::ProxyBody> {
-        if navigation {
-            error.into_page(&self.ui_title, &self.api.url("/auth/login"))
-        } else {
-            error.into_response()
-        }
+        let login = self.api.url("/auth/login");
+        let page = crate::error::Page {
+            site: &self.ui_title,
+            login: &login,
+        };
+        error.into().render(navigation.then_some(page))
+    }
+
+    /// The session cookie's name on this connection's listener.
+    pub fn cookie_on(&self, conn: &ConnInfo) -> &str {
+        crate::auth::browser::cookie_name(&self.cookie_name, conn.tls)
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod api;
+pub mod api_state;
 pub mod auth;
 pub mod body;
 pub mod certgen;

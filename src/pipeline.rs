@@ -17,12 +17,13 @@
 
 use crate::access_log;
 use crate::auth::{self, Decision};
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::ProxyBody;
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Route, Shared, Worker};
 use crate::metrics::{MethodClass, RequestLabels};
 use crate::proxy::framing;
 use crate::proxy::headers::{self, X_REQUEST_ID};
+use crate::proxy::request_body::UpstreamBody;
 use crate::proxy::upstream;
 use crate::route;
 use http::uri::PathAndQuery;
@@ -214,7 +215,7 @@ async fn proxy(
     headers::sanitize_request(&mut parts.headers, &shared.identity_headers, trusted);
 
     // 4. authenticate and authorize
-    let cookie_name = crate::api::cookie_name(shared, conn);
+    let cookie_name = shared.cookie_on(conn);
     let presented = auth::credential(&parts.headers, cookie_name);
     let by_cookie = matches!(presented, Ok(Some(auth::Credential::Cookie(_))));
     // Sub-futures are boxed: inline, they made this future ~6 KB, copied on every request.
@@ -240,7 +241,7 @@ async fn proxy(
     // nothing at all): unsafe methods from another site are refused.
     if auth::ambient(by_cookie, identity.as_ref(), shared.local_user.as_ref())
         && !parts.method.is_safe()
-        && crate::api::cross_site(&parts.headers, host_value.as_ref().and_then(|v| v.to_str().ok()))
+        && crate::auth::browser::cross_site(&parts.headers, host_value.as_ref().and_then(|v| v.to_str().ok()))
     {
         return Err(GatewayError::CrossSite);
     }

@@ -403,6 +403,43 @@ async fn concurrent_renews_leave_exactly_one_new_token() {
     }
 }
 
+/// A renew whose compare-and-set keeps losing is a 409 `conflict`, not a store outage (503):
+/// the store answers; the session would not hold still. The record is given a version the
+/// redis script cannot match (Lua reads JSON numbers as doubles, and 10^15 prints as
+/// `1e+15`), so every attempt loses, as under writers that always win the race.
+#[tokio::test]
+async fn a_renew_that_keeps_losing_its_compare_and_set_is_a_conflict() {
+    let backing = Backing::redis();
+    let Backing::Redis(redis) = &backing else {
+        unreachable!("Backing::redis is a single redis-server")
+    };
+    let (up, _stop) = upstream::whoami().await;
+    let gw = Gateway::start(&config(&backing, up, ""));
+    let token = mint(gw.admin, "alice", 1).await.remove(0);
+    let script = "local n = 0 for _, k in ipairs(redis.call('KEYS', '*:s:*')) do \
+        local v = redis.call('GET', k) \
+        redis.call('SET', k, (string.gsub(v, '\"version\":%d+', '\"version\":1000000000000000')), 'KEEPTTL') \
+        n = n + 1 end return n";
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "EVAL", script, "0"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "{out:?}");
+    let a = http_request(
+        gw.http,
+        bearer(request("POST", "/sessions/renew", None, ""), &token),
+    )
+    .await;
+    assert_eq!(a.status, 409);
+    assert_eq!(
+        a.json(),
+        serde_json::json!({"error": "conflict", "message": "the session changed meanwhile; try again"})
+    );
+    let a = http_request(gw.http, bearer(get("/users/me"), &token)).await;
+    assert_eq!(a.status, 200, "the session is untouched and still works");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn an_empty_form_post_is_the_store_protocol_and_cookies_cannot_renew_cross_site() {
     let (up, _stop) = upstream::whoami().await;

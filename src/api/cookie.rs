@@ -9,26 +9,15 @@
 //! - `rd` redirects go only to same-origin relative paths (`forms::safe_redirect`).
 
 use super::forms;
+use crate::auth::browser::cross_site;
 use crate::auth::{self, Credential};
 use crate::body::ProxyBody;
-use crate::error::{field_error, json_error, json_response};
+use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::Session;
 use crate::session::cache::{CachedSession, Found};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-
-/// The session cookie's name on this listener.
-pub fn cookie_name<'a>(shared: &'a Shared, conn: &ConnInfo) -> &'a str {
-    let name = shared.cookie_name.as_str();
-    if conn.tls {
-        name
-    } else {
-        name.strip_prefix("__Host-")
-            .or_else(|| name.strip_prefix("__Secure-"))
-            .unwrap_or(name)
-    }
-}
 
 pub(super) fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Option<HeaderValue> {
     let secure = if tls { "; Secure" } else { "" };
@@ -73,49 +62,13 @@ fn local_user_json(user: &crate::session::User) -> String {
     .to_string()
 }
 
-/// Whether a browser says this request comes from another site (`host`: the request's
-/// authority, from `Host` or HTTP/2's `:authority`).
-pub fn cross_site(headers: &HeaderMap, host: Option<&str>) -> bool {
-    cross_site_in(headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())), host)
-}
-
-/// `cross_site` over a request's header lines, as both proxy paths hold them. A browser's
-/// `Sec-Fetch-Site` is authoritative where present (every current browser sends it): only
-/// `same-origin` (and `none`, a navigation the user started) is this site; `same-site` (a
-/// sibling host) and `cross-site` are not, and every line counts, so a second cannot hide the
-/// first. Without it (older browsers), `Origin` decides: `null`, not text, or another host is
-/// another site. Under `Referrer-Policy: no-referrer` Chromium posts a page's own form with
-/// `Origin: null` and `Sec-Fetch-Site: same-origin`: this site.
-pub fn cross_site_in<'a>(headers: impl Iterator<Item = (&'a str, &'a [u8])>, host: Option<&str>) -> bool {
-    let host = host.unwrap_or("");
-    let mut fetch_site: Option<bool> = None;
-    let mut origin_cross = false;
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case("sec-fetch-site") {
-            let value = value.trim_ascii();
-            let same = value.eq_ignore_ascii_case(b"same-origin") || value.eq_ignore_ascii_case(b"none");
-            fetch_site = Some(fetch_site.unwrap_or(false) || !same);
-        } else if name.eq_ignore_ascii_case("origin") {
-            origin_cross |= match crate::auth::header_text(value) {
-                Some(origin) => {
-                    let origin = origin.trim();
-                    let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-                    origin == "null" || !origin_host.eq_ignore_ascii_case(host)
-                }
-                None => true,
-            };
-        }
-    }
-    fetch_site.unwrap_or(origin_cross)
-}
-
 /// The live session behind the request's credential, or the reason there is none.
 pub(super) async fn current(
     shared: &Shared,
     conn: &ConnInfo,
     headers: &HeaderMap,
 ) -> Result<Option<std::sync::Arc<CachedSession>>, Response<ProxyBody>> {
-    let presented = match auth::credential(headers, cookie_name(shared, conn)) {
+    let presented = match auth::credential(headers, shared.cookie_on(conn)) {
         Ok(Some(c)) => c,
         _ => return Ok(None),
     };
@@ -124,17 +77,14 @@ pub(super) async fn current(
         Ok(_) => Ok(None),
         Err(e) => {
             tracing::warn!(error = %e, "session lookup failed");
-            Err(store_down())
+            Err(ApiError::from(&e).into_response())
         }
     }
 }
 
-pub(super) fn store_down() -> Response<ProxyBody> {
-    json_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "session_store_unavailable",
-        "the session store cannot be reached; try again shortly",
-    )
+/// 401 `invalid_token`: the request's credential opens no live session.
+pub(super) fn no_session() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session")
 }
 
 /// `GET /users/me`: the caller's user and session; for a pending session, 401 with the login
@@ -143,12 +93,12 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
     if let Some(local) = &shared.api.single_user {
         return json_response(StatusCode::OK, local_user_json(local));
     }
-    let found = match auth::credential(req.headers(), cookie_name(shared, conn)) {
+    let found = match auth::credential(req.headers(), shared.cookie_on(conn)) {
         Ok(Some(c)) => match shared.sessions.authenticate(c.token()).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
-                return store_down();
+                return ApiError::from(&e).into_response();
             }
         },
         _ => Found::Nothing,
@@ -171,13 +121,13 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
             resp
         }
         Found::Nothing => {
-            let mut resp = json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session");
-            if let Ok(v) = HeaderValue::from_str(&shared.api.url("/auth/login")) {
-                resp.headers_mut().insert(header::LOCATION, v);
+            let refused =
+                no_session().with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            match HeaderValue::from_str(&shared.api.url("/auth/login")) {
+                Ok(login) => refused.with_header(header::LOCATION, login),
+                Err(_) => refused,
             }
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
+            .into_response()
         }
     }
 }
@@ -192,14 +142,15 @@ pub(super) fn authority<B>(req: &Request<B>) -> Option<&str> {
 /// `POST /auth/signin` `{"username", "password"}` (JSON or form).
 pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(&req)) {
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "sign-in from another site is refused",
-        );
+        )
+        .into_response();
     }
     let api = &shared.api;
-    if let Err(refused) = api.address_allowed(conn) {
+    if let Err(refused) = api.address_allowed(conn.peer.ip()) {
         return refused.into_response();
     }
     let meta = super::pending::meta(conn, req.headers(), None);
@@ -210,7 +161,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         .map(str::to_string);
     let fields = match forms::fields(content_type.as_deref(), req.into_body()).await {
         Ok(f) => f,
-        Err(e) => return forms::body_error(e),
+        Err(e) => return forms::body_error(e).into_response(),
     };
     let (Some(username), Some(password)) = (fields.get("username"), fields.get("password")) else {
         let missing = if fields.contains_key("username") {
@@ -218,7 +169,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         } else {
             "username"
         };
-        return field_error("missing_field", missing, "required");
+        return ApiError::field("missing_field", missing, "required").into_response();
     };
     let user = match api.check_login(username, password).await {
         Ok(user) => user,
@@ -228,7 +179,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         Ok(issued) => with_cookie(shared, conn, &issued.token, &issued.session),
         Err(e) => {
             tracing::warn!(error = %e, "sign-in: cannot create a session");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }
@@ -242,7 +193,7 @@ fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session)
     );
     let mut resp = json_response(StatusCode::OK, body);
     let max_age = session.ends_at().saturating_sub(crate::session::now());
-    if let Some(c) = set_cookie(cookie_name(shared, conn), token, max_age, conn.tls) {
+    if let Some(c) = set_cookie(shared.cookie_on(conn), token, max_age, conn.tls) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp
@@ -251,23 +202,24 @@ fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session)
 /// `POST /auth/refresh`: a new token and expiry for the caller's session.
 pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(req)) {
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "refresh from another site is refused",
-        );
+        )
+        .into_response();
     }
     let live = match current(shared, conn, req.headers()).await {
         Err(resp) => return resp,
-        Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(None) => return no_session().into_response(),
         Ok(Some(live)) => live,
     };
     match shared.sessions.rotate(&live).await {
         Ok(Some(issued)) => with_cookie(shared, conn, &issued.token, &issued.session),
-        Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(None) => no_session().into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "refresh failed");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }
@@ -287,17 +239,18 @@ pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
                 crate::pages::page(&shared.ui_title, "Not signed out", body),
             );
         }
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "logout from another site is refused",
-        );
+        )
+        .into_response();
     }
     if let Ok(Some(live)) = current(shared, conn, req.headers()).await
         && let Err(e) = shared.sessions.revoke(live.id()).await
     {
         tracing::warn!(error = %e, "logout: cannot delete the session");
-        return store_down();
+        return ApiError::from(&e).into_response();
     }
     let rd = forms::query_param(req.uri().query(), "rd");
     let mut resp = match rd {
@@ -324,7 +277,7 @@ pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
         }
         None => json_response(StatusCode::OK, "{}".into()),
     };
-    if let Some(c) = set_cookie(cookie_name(shared, conn), "", 0, conn.tls) {
+    if let Some(c) = set_cookie(shared.cookie_on(conn), "", 0, conn.tls) {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp

@@ -1,6 +1,7 @@
 //! Reading what browsers and clients send to the session API: small bodies (JSON or form),
 //! query parameters, and the safe-redirect rule for `rd`.
 
+use crate::error::ApiError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -34,22 +35,23 @@ pub fn media_type(content_type: Option<&str>) -> String {
 }
 
 /// The 4xx for a body that could not be read.
-pub fn body_error(e: BodyError) -> http::Response<crate::body::ProxyBody> {
-    use crate::error::json_error;
+pub fn body_error(e: BodyError) -> ApiError {
     use http::StatusCode;
     match e {
-        BodyError::UnsupportedType => json_error(
+        BodyError::UnsupportedType => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send application/json or application/x-www-form-urlencoded",
         ),
-        BodyError::TooLarge => json_error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 16 KiB"),
-        BodyError::Unreadable => json_error(
+        BodyError::TooLarge => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 16 KiB")
+        }
+        BodyError::Unreadable => ApiError::new(
             StatusCode::BAD_REQUEST,
             "unreadable_body",
             "the body could not be read",
         ),
-        BodyError::Invalid(why) => json_error(StatusCode::BAD_REQUEST, "invalid_body", &why),
+        BodyError::Invalid(why) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", why),
     }
 }
 

@@ -12,10 +12,12 @@
 //! every other login apply, and every code looked up (page, Approve, Deny) counts against the
 //! per-address limit, so codes cannot be enumerated.
 
-use super::cookie::{authority, cookie_name, cross_site, set_cookie};
+use super::cookie::{authority, set_cookie};
 use super::forms;
+use super::forms::safe_redirect;
 use super::pending::meta;
-use super::{LoginRefused, forms::safe_redirect};
+use crate::api_state::LoginRefused;
+use crate::auth::browser::cross_site;
 use crate::body::ProxyBody;
 use crate::gateway::{ConnInfo, Shared};
 use crate::pages::{self, escape};
@@ -179,7 +181,7 @@ pub async fn page(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
         return pages::respond(StatusCode::OK, sign_in_page(shared, &form));
     };
     // Looking codes up counts against the per-address limit, so codes cannot be enumerated.
-    if let Err(refused) = shared.api.address_allowed(conn) {
+    if let Err(refused) = shared.api.address_allowed(conn.peer.ip()) {
         let (status, error, wait) = refusal(refused);
         return retry_after(pages::respond(status, code_page(shared, Some(error))), wait);
     }
@@ -221,7 +223,7 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let fields = match forms::fields(content_type, req.into_body()).await {
         Ok(f) => f,
-        Err(e) => return forms::body_error(e),
+        Err(e) => return forms::body_error(e).into_response(),
     };
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let code = Some(field("code").trim()).filter(|c| !c.is_empty());
@@ -266,7 +268,7 @@ pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
                 resp.headers_mut().insert(header::LOCATION, v);
             }
             let max_age = issued.session.ends_at().saturating_sub(crate::session::now());
-            if let Some(c) = set_cookie(cookie_name(shared, conn), &issued.token, max_age, conn.tls) {
+            if let Some(c) = set_cookie(shared.cookie_on(conn), &issued.token, max_age, conn.tls) {
                 resp.headers_mut().insert(header::SET_COOKIE, c);
             }
             resp
@@ -289,7 +291,7 @@ async fn check<'s>(
     password: &str,
 ) -> Result<&'s crate::session::User, Refusal> {
     let api = &shared.api;
-    let checked = match api.address_allowed(conn) {
+    let checked = match api.address_allowed(conn.peer.ip()) {
         Ok(()) => api.check_login(username, password).await,
         Err(refused) => Err(refused),
     };
@@ -326,7 +328,7 @@ async fn device_submit(
 ) -> Response<ProxyBody> {
     let shown = shown_code(code);
     // One hit on the per-address limit per decision, taken before the code is looked up.
-    if let Err(refused) = shared.api.address_allowed(conn) {
+    if let Err(refused) = shared.api.address_allowed(conn.peer.ip()) {
         let (status, error, wait) = refusal(refused);
         return retry_after(pages::respond(status, code_page(shared, Some(error))), wait);
     }

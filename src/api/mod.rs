@@ -2,7 +2,9 @@
 //! `GET /.well-known/jwks.json`, `GET /users/me`, the cookie flow (`cookie.rs`), the store
 //! protocol's pending sessions (`pending.rs`), login page (`login.rs`) and status socket
 //! (`status.rs`), the SessionService in JSON and protobuf (`service.rs`), forward auth and the
-//! caller's sessions (`verify.rs`).
+//! caller's sessions (`verify.rs`). Their state (users, login limits, prefix) is
+//! `crate::api_state::Api`, kept by `gateway::Shared`; the cookie and cross-site rules are
+//! `crate::auth::browser`'s.
 
 mod cookie;
 pub mod forms;
@@ -13,135 +15,11 @@ mod service;
 mod status;
 mod verify;
 
-pub use cookie::{cookie_name, cross_site, cross_site_in};
-
-use crate::auth::password::Passwords;
-use crate::auth::ratelimit::RateLimit;
 use crate::body::ProxyBody;
-use crate::config::{Config, Mode};
-use crate::error::{json_error, json_response};
+use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
-use crate::metrics::Metrics;
-use crate::session::User;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use std::collections::HashMap;
-use std::sync::Arc;
-
-/// What the API needs beyond the proxy's shared state.
-pub struct Api {
-    users: HashMap<String, User>,
-    hashes: HashMap<String, String>,
-    passwords: Arc<Passwords>,
-    per_user: RateLimit,
-    per_address: RateLimit,
-    /// `mode = "single-user"`: everything is this user, no credential needed.
-    pub single_user: Option<User>,
-    /// `[api] prefix` ("" = at the root).
-    pub prefix: String,
-    metrics: Arc<Metrics>,
-}
-
-/// Why a login was refused.
-pub enum LoginRefused {
-    /// Seconds until another attempt is allowed.
-    RateLimited(u64),
-    /// Unknown user or wrong password: one answer for both.
-    Invalid,
-}
-
-impl LoginRefused {
-    pub fn into_response(self) -> Response<ProxyBody> {
-        match self {
-            LoginRefused::RateLimited(wait) => {
-                let mut resp = json_error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "too many login attempts; try again later",
-                );
-                if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                resp
-            }
-            LoginRefused::Invalid => json_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "wrong username or password",
-            ),
-        }
-    }
-}
-
-impl Api {
-    pub fn new(config: &Config, metrics: Arc<Metrics>, passwords: Arc<Passwords>) -> Api {
-        Api {
-            metrics,
-            users: config
-                .users
-                .iter()
-                .map(|u| (u.username.clone(), u.clone()))
-                .collect(),
-            hashes: config.password_hashes.clone(),
-            passwords,
-            per_user: RateLimit::new(config.login.per_user, config.login.window),
-            per_address: RateLimit::new(config.login.per_address, config.login.window),
-            prefix: config.api_prefix.clone(),
-            single_user: match &config.mode {
-                Mode::SingleUser(u) => Some(u.clone()),
-                Mode::MultiUser => None,
-            },
-        }
-    }
-
-    /// Checks a username and password: rate limit per username, then the argon2id check off
-    /// the workers (unknown users against a dummy hash, so both refusals look and take alike).
-    /// The per-address limit is the caller's, checked before it reads the body.
-    pub async fn check_login(&self, username: &str, password: &str) -> Result<&User, LoginRefused> {
-        if let Err(wait) = self.per_user.hit(username) {
-            Metrics::count(&self.metrics.logins, "rate_limited");
-            return Err(LoginRefused::RateLimited(wait));
-        }
-        let user = self.users.get(username);
-        let hash = user
-            .and_then(|u| self.hashes.get(&u.username))
-            .map(String::as_str);
-        let checked = self.passwords.check(hash, password).await;
-        match user.filter(|_| checked) {
-            Some(user) => {
-                Metrics::count(&self.metrics.logins, "succeeded");
-                Ok(user)
-            }
-            None => {
-                Metrics::count(&self.metrics.logins, "failed");
-                Err(LoginRefused::Invalid)
-            }
-        }
-    }
-
-    /// The configured users.
-    pub fn users(&self) -> impl Iterator<Item = &User> {
-        self.users.values()
-    }
-
-    /// A configured user.
-    pub fn user(&self, username: &str) -> Option<&User> {
-        self.users.get(username)
-    }
-
-    /// The public path of an API path (`/auth/login` → `<prefix>/auth/login`).
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.prefix)
-    }
-
-    /// The per-address login limit.
-    pub fn address_allowed(&self, conn: &ConnInfo) -> Result<(), LoginRefused> {
-        self.per_address.hit(&conn.peer.ip().to_string()).map_err(|wait| {
-            Metrics::count(&self.metrics.logins, "rate_limited");
-            LoginRefused::RateLimited(wait)
-        })
-    }
-}
 
 /// If `path` (normalized) is one of the gateway's own endpoints, its path within the API
 /// (without `[api] prefix`). The JWKS stays at the root, where verifiers look for it.
@@ -187,11 +65,12 @@ pub async fn answer(
                 );
                 resp
             }
-            None => json_error(
+            None => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no assertion key is configured",
-            ),
+            )
+            .into_response(),
         },
         ("/users/me", &Method::GET) => cookie::me(shared, conn, &req).await,
         ("/auth/signin", &Method::POST) => cookie::signin(shared, conn, req).await,
@@ -210,11 +89,6 @@ pub async fn answer(
         ("/auth/login", &Method::POST) => login::submit(shared, conn, req).await,
         ("/auth/status", &Method::GET) => status::socket(shared, conn, req),
         _ => {
-            let mut resp = json_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this method is not allowed here",
-            );
             let allow = match path {
                 "/auth/logout" | "/auth/login" => "GET, POST",
                 "/auth/signin" | "/auth/refresh" | "/sessions/renew" | "/sessions/reissue"
@@ -223,9 +97,13 @@ pub async fn answer(
                 "/sessions/current" => "DELETE",
                 _ => "GET",
             };
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            resp
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
+            .with_header(header::ALLOW, HeaderValue::from_static(allow))
+            .into_response()
         }
     }
 }

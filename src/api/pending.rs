@@ -3,9 +3,9 @@
 //! page with the session's user code — and `POST /sessions/renew` trades a live token for a new
 //! one (same session, new secret, renewed end).
 
-use super::cookie::{current, store_down};
+use super::cookie::{current, no_session};
 use crate::body::ProxyBody;
-use crate::error::{json_error, json_response};
+use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::cache::Meta;
 use crate::session::lifecycle::{Issued, display_code};
@@ -51,13 +51,13 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Re
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot create a session");
-                store_down()
+                ApiError::from(&e).into_response()
             }
         };
     }
     // Pending sessions cost a store record each for pending_ttl: they count against the
     // per-address login limit.
-    if let Err(refused) = shared.api.address_allowed(conn) {
+    if let Err(refused) = shared.api.address_allowed(conn.peer.ip()) {
         return refused.into_response();
     }
     match shared.sessions.create_pending(meta(conn, headers, None)).await {
@@ -74,7 +74,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Re
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot create a pending session");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }
@@ -87,15 +87,16 @@ pub fn cookie_from_another_site<B>(
     req: &Request<B>,
 ) -> Option<Response<ProxyBody>> {
     let by_cookie = matches!(
-        crate::auth::credential(req.headers(), super::cookie_name(shared, conn)),
+        crate::auth::credential(req.headers(), shared.cookie_on(conn)),
         Ok(Some(crate::auth::Credential::Cookie(_)))
     );
-    (by_cookie && super::cross_site(req.headers(), super::cookie::authority(req))).then(|| {
-        json_error(
+    (by_cookie && crate::auth::browser::cross_site(req.headers(), super::cookie::authority(req))).then(|| {
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",
             "a cookie-authenticated change from another site is refused",
         )
+        .into_response()
     })
 }
 
@@ -121,15 +122,15 @@ pub async fn renew(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) ->
     }
     let live = match current(shared, conn, req.headers()).await {
         Err(resp) => return resp,
-        Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(None) => return no_session().into_response(),
         Ok(Some(live)) => live,
     };
     match shared.sessions.rotate(&live).await {
         Ok(Some(issued)) => json_response(StatusCode::CREATED, issued_json(&issued)),
-        Ok(None) => json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(None) => no_session().into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "renew failed");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }

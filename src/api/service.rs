@@ -4,12 +4,12 @@
 //! except errors, which are always the JSON error object. Other content types get 415.
 //! `POST /sessions` with no body at all is the store protocol's pending session (`pending.rs`).
 
-use super::cookie::{current, store_down};
+use super::cookie::{current, no_session};
 use super::forms::{self, BodyError};
 use super::pending::{self, issued_json, meta};
 use super::proto;
 use crate::body::ProxyBody;
-use crate::error::{field_error, json_error, json_response};
+use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::lifecycle::{Issued, Reissued};
 use bytes::Bytes;
@@ -24,8 +24,8 @@ const MAX_USERNAME: usize = 64;
 const MAX_PASSWORD: usize = 1024;
 const MAX_DEVICE_UUID: usize = 128;
 
-/// A ready 4xx, boxed to keep `Result`s small.
-type Refusal = Box<Response<ProxyBody>>;
+/// Why a request is refused before any session work (a 4xx).
+type Refusal = ApiError;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wire {
@@ -40,44 +40,42 @@ fn wire(headers: &HeaderMap) -> Result<Option<Wire>, Refusal> {
         "" if ct.is_none() => Ok(None),
         "application/json" => Ok(Some(Wire::Json)),
         "application/x-protobuf" | "application/protobuf" => Ok(Some(Wire::Protobuf)),
-        _ => Err(Box::new(json_error(
+        _ => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send application/json or application/x-protobuf",
-        ))),
+        )),
     }
 }
 
 /// Reads a JSON body into `T`; a type error names the field.
 fn json_body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Refusal> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| Box::new(refuse_json(e)))
+    serde_path_to_error::deserialize(de).map_err(refuse_json)
 }
 
-fn refuse_json(e: serde_path_to_error::Error<serde_json::Error>) -> Response<ProxyBody> {
-    {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        if field == "." || inner.is_syntax() || inner.is_eof() {
-            json_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                &format!("invalid JSON: {inner}"),
-            )
-        } else {
-            // serde's message would quote the value, which may be a password.
-            field_error("invalid_field", &field, "expected a string")
-        }
+fn refuse_json(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    if field == "." || inner.is_syntax() || inner.is_eof() {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("invalid JSON: {inner}"),
+        )
+    } else {
+        // serde's message would quote the value, which may be a password.
+        ApiError::field("invalid_field", &field, "expected a string")
     }
 }
 
 fn protobuf_body<T: Message + Default>(bytes: &[u8]) -> Result<T, Refusal> {
     T::decode(bytes).map_err(|e| {
-        Box::new(json_error(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
-            &format!("invalid protobuf message: {e}"),
-        ))
+            format!("invalid protobuf message: {e}"),
+        )
     })
 }
 
@@ -112,9 +110,7 @@ fn protobuf_response(status: StatusCode, body: Vec<u8>) -> Response<ProxyBody> {
 }
 
 async fn read(req: Request<Incoming>) -> Result<Bytes, Refusal> {
-    forms::bytes(req.into_body())
-        .await
-        .map_err(|e| Box::new(forms::body_error(e)))
+    forms::bytes(req.into_body()).await.map_err(forms::body_error)
 }
 
 #[derive(Deserialize)]
@@ -129,7 +125,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     let headers = req.headers().clone();
     let bytes = match read(req).await {
         Ok(b) => b,
-        Err(resp) => return *resp,
+        Err(refused) => return refused.into_response(),
     };
     let wire = wire(&headers);
     let (wire, message) = match wire {
@@ -138,18 +134,19 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         _ if bytes.is_empty() && !matches!(wire, Ok(Some(Wire::Protobuf))) => {
             return pending::create(shared, conn, &headers).await;
         }
-        Err(resp) => return *resp,
+        Err(refused) => return refused.into_response(),
         Ok(wire) => match wire {
             None => {
-                return json_error(
+                return ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
                     "a body needs Content-Type application/json or application/x-protobuf",
-                );
+                )
+                .into_response();
             }
             Some(Wire::Json) => match json_body::<CreateJson>(&bytes) {
                 Ok(m) => (Wire::Json, m),
-                Err(resp) => return *resp,
+                Err(refused) => return refused.into_response(),
             },
             Some(Wire::Protobuf) => match protobuf_body::<proto::CreateSessionRequest>(&bytes) {
                 Ok(m) => (
@@ -160,7 +157,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
                         device_uuid: Some(m.device_uuid),
                     },
                 ),
-                Err(resp) => return *resp,
+                Err(refused) => return refused.into_response(),
             },
         },
     };
@@ -168,24 +165,25 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     let password = message.password.unwrap_or_default();
     let device_uuid = message.device_uuid.filter(|d| !d.is_empty());
     if username.is_empty() {
-        return field_error("missing_field", "username", "required");
+        return ApiError::field("missing_field", "username", "required").into_response();
     }
     if username.len() > MAX_USERNAME {
-        return field_error("invalid_field", "username", "at most 64 bytes");
+        return ApiError::field("invalid_field", "username", "at most 64 bytes").into_response();
     }
     if password.is_empty() {
-        return field_error("missing_field", "password", "required");
+        return ApiError::field("missing_field", "password", "required").into_response();
     }
     if password.len() > MAX_PASSWORD {
-        return field_error("invalid_field", "password", "at most 1024 bytes");
+        return ApiError::field("invalid_field", "password", "at most 1024 bytes").into_response();
     }
     if let Some(d) = &device_uuid
         && (d.len() > MAX_DEVICE_UUID || d.chars().any(char::is_control))
     {
-        return field_error("invalid_field", "device_uuid", "at most 128 printable characters");
+        return ApiError::field("invalid_field", "device_uuid", "at most 128 printable characters")
+            .into_response();
     }
     let api = &shared.api;
-    if let Err(refused) = api.address_allowed(conn) {
+    if let Err(refused) = api.address_allowed(conn.peer.ip()) {
         return refused.into_response();
     }
     let user = match api.check_login(&username, &password).await {
@@ -200,7 +198,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         Ok(issued) => answer(StatusCode::CREATED, wire, &issued),
         Err(e) => {
             tracing::warn!(error = %e, "cannot create a session");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }
@@ -215,46 +213,49 @@ pub async fn reissue(shared: &Shared, req: Request<Incoming>) -> Response<ProxyB
     let wire = match wire(req.headers()) {
         Ok(Some(w)) => w,
         Ok(None) => Wire::Json,
-        Err(resp) => return *resp,
+        Err(refused) => return refused.into_response(),
     };
     let bytes = match read(req).await {
         Ok(b) => b,
-        Err(resp) => return *resp,
+        Err(refused) => return refused.into_response(),
     };
     let presented = match wire {
         Wire::Json if bytes.is_empty() => None,
         Wire::Json => match json_body::<ReissueJson>(&bytes) {
             Ok(m) => m.reissue_token,
-            Err(resp) => return *resp,
+            Err(refused) => return refused.into_response(),
         },
         Wire::Protobuf => match protobuf_body::<proto::ReissueSessionRequest>(&bytes) {
             Ok(m) => Some(m.reissue_token),
-            Err(resp) => return *resp,
+            Err(refused) => return refused.into_response(),
         },
     };
     let Some(presented) = presented.filter(|t| !t.is_empty()) else {
-        return field_error("missing_field", "reissue_token", "required");
+        return ApiError::field("missing_field", "reissue_token", "required").into_response();
     };
     match shared.sessions.reissue(&presented).await {
         Ok(Reissued::Issued(issued)) => answer(StatusCode::OK, wire, &issued),
-        Ok(Reissued::Invalid) => json_error(
+        Ok(Reissued::Invalid) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_reissue_token",
             "this reissue token is not valid",
-        ),
-        Ok(Reissued::Expired) => json_error(
+        )
+        .into_response(),
+        Ok(Reissued::Expired) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "reissue_token_expired",
             "this reissue token has expired; log in again",
-        ),
-        Ok(Reissued::Reused) => json_error(
+        )
+        .into_response(),
+        Ok(Reissued::Reused) => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "reissue_token_reused",
             "this reissue token was already used; the session has been ended",
-        ),
+        )
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "reissue failed");
-            store_down()
+            ApiError::from(&e).into_response()
         }
     }
 }
@@ -264,19 +265,19 @@ pub async fn reissue(shared: &Shared, req: Request<Incoming>) -> Response<ProxyB
 pub async fn destroy(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     let wire = match wire(req.headers()) {
         Ok(w) => w.unwrap_or(Wire::Json),
-        Err(resp) => return *resp,
+        Err(refused) => return refused.into_response(),
     };
     if let Some(refused) = pending::cookie_from_another_site(shared, conn, &req) {
         return refused;
     }
     let live = match current(shared, conn, req.headers()).await {
         Err(resp) => return resp,
-        Ok(None) => return json_error(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session"),
+        Ok(None) => return no_session().into_response(),
         Ok(Some(live)) => live,
     };
     let bytes = match read(req).await {
         Ok(b) => b,
-        Err(resp) => return *resp,
+        Err(refused) => return refused.into_response(),
     };
     let well_formed = match wire {
         Wire::Json => {
@@ -285,11 +286,11 @@ pub async fn destroy(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -
         Wire::Protobuf => proto::DestroySessionRequest::decode(&bytes[..]).is_ok(),
     };
     if !well_formed {
-        return forms::body_error(BodyError::Invalid("expected an empty message".into()));
+        return forms::body_error(BodyError::Invalid("expected an empty message".into())).into_response();
     }
     if let Err(e) = shared.sessions.revoke(live.id()).await {
         tracing::warn!(error = %e, "destroy failed");
-        return store_down();
+        return ApiError::from(&e).into_response();
     }
     match wire {
         Wire::Json => json_response(StatusCode::OK, "{}".into()),

@@ -13,7 +13,7 @@
 use super::forms;
 use crate::auth;
 use crate::body::ProxyBody;
-use crate::error::json_error;
+use crate::error::ApiError;
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::cache::{Found, Sessions};
 use crate::session::{State, now, token};
@@ -64,11 +64,12 @@ pub fn socket(shared: &Shared, _conn: &ConnInfo, mut req: Request<Incoming>) -> 
         .is_some();
     let key = req.headers().get("sec-websocket-key").cloned();
     let (true, Some(key)) = (is_websocket, key) else {
-        return json_error(
+        return ApiError::new(
             StatusCode::BAD_REQUEST,
             "websocket_required",
             "connect with a WebSocket (HTTP/1.1 Upgrade)",
-        );
+        )
+        .into_response();
     };
     let token = forms::query_param(req.uri().query(), "token")
         .or_else(|| auth::bearer(req.headers()).ok().flatten().map(str::to_string))
@@ -76,11 +77,12 @@ pub fn socket(shared: &Shared, _conn: &ConnInfo, mut req: Request<Incoming>) -> 
     let open = shared.sessions.watchers.clone();
     if open.fetch_add(1, Ordering::AcqRel) >= MAX_SOCKETS {
         open.fetch_sub(1, Ordering::AcqRel);
-        return json_error(
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too_many_sockets",
             "too many status sockets are open; try again shortly",
-        );
+        )
+        .into_response();
     }
     let open = Open(open);
     let sessions = shared.sessions.clone();

@@ -11,11 +11,10 @@
 //!   (503 when the store is down).
 //! - `GET /sessions`: the caller's sessions; `DELETE /sessions`: log out everywhere.
 
-use super::cookie::cookie_name;
 use crate::auth::{self, Decision};
 use crate::body::ProxyBody;
 use crate::config::Policy;
-use crate::error::{GatewayError, json_error, json_response};
+use crate::error::{ApiError, GatewayError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::route;
 use crate::session::cache::Found;
@@ -53,16 +52,17 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
             peer = %conn.peer.ip(),
             "/auth/verify: X-Forwarded-* from a peer not in server.trusted_proxies refused"
         );
-        return json_error(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "untrusted_forwarded_headers",
             "X-Forwarded-Host, -Uri and -Method are read only from server.trusted_proxies",
-        );
+        )
+        .into_response();
     } else {
         None
     };
     let policy = found.map_or(&Policy::Authenticated, |(_, r)| &r.config.policy);
-    let presented = auth::credential(h, cookie_name(shared, conn));
+    let presented = auth::credential(h, shared.cookie_on(conn));
     match Box::pin(auth::decide(
         &shared.sessions,
         &shared.jwt_issuers,
@@ -94,7 +94,7 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
 
 /// `GET` or `DELETE /sessions`: list the caller's sessions, or end them all.
 pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
-    let live = match auth::credential(req.headers(), cookie_name(shared, conn)) {
+    let live = match auth::credential(req.headers(), shared.cookie_on(conn)) {
         Ok(Some(c)) => match shared.sessions.authenticate(c.token()).await {
             Ok(Found::Active(live)) => live,
             Ok(_) => return GatewayError::Unauthenticated { presented: true }.into_response(),
@@ -119,7 +119,7 @@ pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
             let sessions: Vec<_> = list
                 .iter()
                 .map(|s| {
-                    let mut v = crate::admin::session_json(s);
+                    let mut v = crate::session::session_json(s);
                     v["current"] = (s.id == live.id()).into();
                     v
                 })
@@ -129,10 +129,6 @@ pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
                 serde_json::json!({ "sessions": sessions }).to_string(),
             )
         }
-        Err(_) => json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "session_store_unavailable",
-            "the session store cannot be reached",
-        ),
+        Err(e) => ApiError::from(&e).into_response(),
     }
 }

@@ -8,6 +8,7 @@
 //! - Identity headers are inserted only after the client's copies were stripped
 //!   (`proxy::headers::sanitize_request` runs first).
 
+pub mod browser;
 pub mod jwt;
 pub mod password;
 pub mod ratelimit;

@@ -85,7 +85,7 @@ pub async fn plan(
     // 3. sanitize: `request::write_head` drops what the client may not send.
 
     // 4. authenticate and authorize
-    let cookie_name = crate::api::cookie_name(shared, conn);
+    let cookie_name = shared.cookie_on(conn);
     let presented = auth::credential_in(seen.authorization, seen.cookies(req), cookie_name);
     let by_cookie = matches!(presented, Ok(Some(Credential::Cookie(_))));
     let decision = Box::pin(auth::decide(
@@ -137,7 +137,7 @@ pub async fn plan(
     // nothing at all): unsafe methods from another site are refused.
     if auth::ambient(by_cookie, identity.as_ref(), shared.local_user.as_ref())
         && !safe
-        && crate::api::cross_site_in(req.headers.iter().map(|h| (h.name, h.value)), Some(seen.host))
+        && crate::auth::browser::cross_site_in(req.headers.iter().map(|h| (h.name, h.value)), Some(seen.host))
     {
         plan.refuse = Some(GatewayError::CrossSite);
         return Ok(plan);

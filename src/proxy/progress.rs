@@ -124,3 +124,23 @@ mod tests {
         assert!(Progress::new(false).answer_ended());
     }
 }
+
+/// Why a forwarded exchange was broken off.
+#[derive(Debug)]
+pub enum Broken {
+    /// Nothing moved, either way, for the route's `timeout`.
+    Stalled,
+    /// The answer ended before the request body was all sent: the rest is not sent on.
+    Abandoned,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Broken::Stalled => "nothing moved either way within the route's timeout",
+            Broken::Abandoned => "the answer ended before the request body was all sent",
+        })
+    }
+}
+
+impl std::error::Error for Broken {}

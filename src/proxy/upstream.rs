@@ -7,10 +7,10 @@
 //! on another target (nothing was sent, so this is safe for every method). A request that was
 //! written and then failed is never retried.
 
-use crate::body::{BodyTooLarge, UpstreamBody};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
-use crate::proxy::pool::Pool;
+use crate::proxy::lease::{HyperPool, Lease};
+use crate::proxy::request_body::{BodyTooLarge, UpstreamBody};
 use crate::proxy::stream::Stream;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Version};
@@ -205,26 +205,6 @@ where
     Ok(sender)
 }
 
-/// The general path's pool: hyper client connections.
-pub type HyperPool = Pool<SendRequest<UpstreamBody>>;
-
-/// A connection on loan to one response; handed back to the pool when its body has ended.
-pub struct Lease {
-    pool: Arc<HyperPool>,
-    route: usize,
-    target: usize,
-    sender: SendRequest<UpstreamBody>,
-}
-
-impl Lease {
-    pub fn release(self) {
-        if !self.sender.is_closed() {
-            self.pool
-                .put(self.route, self.target, self.sender, Instant::now());
-        }
-    }
-}
-
 /// What sending ended with, and on which target.
 pub struct Sent {
     pub result: Result<(Response<Incoming>, Lease), GatewayError>,
@@ -279,12 +259,7 @@ fn ok(
     target: usize,
     (resp, sender): (Response<Incoming>, SendRequest<UpstreamBody>),
 ) -> Sent {
-    let lease = Lease {
-        pool: pool.clone(),
-        route,
-        target,
-        sender,
-    };
+    let lease = Lease::new(pool.clone(), route, target, sender);
     Sent {
         result: Ok((resp, lease)),
         target,

@@ -53,10 +53,9 @@ impl From<StoreError> for CreateError {
     }
 }
 
+/// Every attempt lost its compare-and-set: not a store failure (a retry may well work).
 fn conflict() -> CreateError {
-    CreateError::Store(StoreError::Unavailable(
-        "the session kept changing underneath this update".into(),
-    ))
+    CreateError::Conflict
 }
 
 /// Upper-cases and drops separators, so `bcdf-ghjk`, `BCDF GHJK` and `BCDFGHJK` are one code.

@@ -129,3 +129,18 @@ impl Session {
         self.state == State::Active && self.user.is_some() && self.is_live(now)
     }
 }
+
+/// The fields of a session an operator sees (never its secret hash).
+pub fn session_json(s: &Session) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "username": s.user.as_ref().map(|u| u.username.as_str()),
+        "state": s.state,
+        "device_uuid": s.device_uuid,
+        "created": s.created,
+        "last_used": s.last_used,
+        "expires": s.ends_at(),
+        "ip": s.ip,
+        "user_agent": s.user_agent,
+    })
+}

@@ -311,4 +311,8 @@ pub enum CreateError {
     Token(String),
     #[error(transparent)]
     Store(StoreError),
+    /// A compare-and-set kept losing to other writers: the store works, the session would not
+    /// hold still (`lifecycle::ATTEMPTS` tries).
+    #[error("the session kept changing underneath this update")]
+    Conflict,
 }
