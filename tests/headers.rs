@@ -1,5 +1,6 @@
 //! Header hygiene end to end: hop-by-hop and Connection-named headers, spoofed identity headers
 //! in every spelling, forwarding headers from untrusted and trusted peers, ambiguous framing.
+//! Every test runs on both HTTP/1.1 paths (`PATHS`: the fast path, then hyper's).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -8,7 +9,14 @@ use common::*;
 #[tokio::test]
 async fn hop_by_hop_and_spoofed_headers_never_reach_the_upstream() {
     let (up, _stop) = upstream::whoami().await;
-    let gw = Gateway::start(&(base_toml() + &route("app", "/", &[up], "")));
+    for fast in PATHS {
+        println!("http1_fast_path = {fast}");
+        hop_by_hop_and_spoofed(up, fast).await;
+    }
+}
+
+async fn hop_by_hop_and_spoofed(up: std::net::SocketAddr, fast: bool) {
+    let gw = Gateway::start(&on_path(&(base_toml() + &route("app", "/", &[up], "")), fast));
     let spoof = "X-Auth-User: eve\r\n\
         X_Auth_User: eve\r\n\
         x-auth-user-id: 1\r\n\
@@ -72,9 +80,16 @@ async fn hop_by_hop_and_spoofed_headers_never_reach_the_upstream() {
 #[tokio::test]
 async fn trusted_proxies_extend_the_forwarding_chain() {
     let (up, _stop) = upstream::whoami().await;
-    let toml = base_toml().replace("workers = 1", "workers = 1\ntrusted_proxies = [\"127.0.0.0/8\"]")
-        + &route("app", "/", &[up], "");
-    let gw = Gateway::start(&toml);
+    for fast in PATHS {
+        println!("http1_fast_path = {fast}");
+        let toml = base_toml().replace("workers = 1", "workers = 1\ntrusted_proxies = [\"127.0.0.0/8\"]")
+            + &route("app", "/", &[up], "");
+        trusted_chain(&on_path(&toml, fast)).await;
+    }
+}
+
+async fn trusted_chain(toml: &str) {
+    let gw = Gateway::start(toml);
     let resp = get_raw(
         gw.http,
         "/t",
@@ -114,7 +129,15 @@ async fn ambiguous_framing_is_never_forwarded_ambiguously() {
         }
     })
     .await;
-    let gw = Gateway::start(&(base_toml() + &route("app", "/", &[up], "")));
+    for fast in PATHS {
+        println!("http1_fast_path = {fast}");
+        seen.lock().unwrap().clear();
+        smuggled_once(&seen, up, fast).await;
+    }
+}
+
+async fn smuggled_once(seen: &std::sync::Mutex<Vec<String>>, up: std::net::SocketAddr, fast: bool) {
+    let gw = Gateway::start(&on_path(&(base_toml() + &route("app", "/", &[up], "")), fast));
     let smuggle = "POST /x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let resp = raw(gw.http, smuggle.as_bytes()).await;
     assert_eq!(
@@ -143,21 +166,29 @@ async fn upstream_hop_by_hop_response_headers_are_removed() {
             .unwrap()
     })
     .await;
-    let gw = Gateway::start(&(base_toml() + &route("app", "/", &[up], "preserve_host = false")));
-    let a = http_request(gw.http, get("/r")).await;
-    assert_eq!(a.status, 200);
-    assert!(a.headers.get("x-internal").is_none());
-    assert!(a.headers.get("keep-alive").is_none());
-    assert_eq!(a.headers.get("x-app").unwrap(), "1");
-    gw.stop().await;
+    for fast in PATHS {
+        println!("http1_fast_path = {fast}");
+        let toml = base_toml() + &route("app", "/", &[up], "preserve_host = false");
+        let gw = Gateway::start(&on_path(&toml, fast));
+        let a = http_request(gw.http, get("/r")).await;
+        assert_eq!(a.status, 200);
+        assert!(a.headers.get("x-internal").is_none());
+        assert!(a.headers.get("keep-alive").is_none());
+        assert_eq!(a.headers.get("x-app").unwrap(), "1");
+        gw.stop().await;
+    }
 }
 
 #[tokio::test]
 async fn preserve_host_false_sends_the_upstream_authority() {
     let (up, _stop) = upstream::whoami().await;
-    let gw = Gateway::start(&(base_toml() + &route("app", "/", &[up], "preserve_host = false")));
-    let seen = json_of(&get_raw(gw.http, "/p", "").await);
-    assert_eq!(seen["headers"]["host"], up.to_string());
-    assert_eq!(seen["headers"]["x-forwarded-host"], "localhost");
-    gw.stop().await;
+    for fast in PATHS {
+        println!("http1_fast_path = {fast}");
+        let toml = base_toml() + &route("app", "/", &[up], "preserve_host = false");
+        let gw = Gateway::start(&on_path(&toml, fast));
+        let seen = json_of(&get_raw(gw.http, "/p", "").await);
+        assert_eq!(seen["headers"]["host"], up.to_string());
+        assert_eq!(seen["headers"]["x-forwarded-host"], "localhost");
+        gw.stop().await;
+    }
 }

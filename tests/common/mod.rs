@@ -214,6 +214,19 @@ pub fn get(path: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// Both HTTP/1.1 paths, for the suites that run on each from one table: the fast path
+/// (`true`) and hyper's (`false`).
+pub const PATHS: [bool; 2] = [true, false];
+
+/// `toml` (built on `base_toml()`) on one HTTP/1.1 path (`server.http1_fast_path`).
+pub fn on_path(toml: &str, fast: bool) -> String {
+    toml.replacen(
+        "workers = 1",
+        &format!("workers = 1\nhttp1_fast_path = {fast}"),
+        1,
+    )
+}
+
 /// Two users for session tests: alice (admin) and bob (no roles).
 pub const USERS: &str = r#"
 [[users]]
