@@ -3,15 +3,16 @@
 //!
 //! - An access-log line is formatted by hand (JSON or human, as `--log-format` says) into its
 //!   worker thread's buffer: no allocation per line, no lock, no system call. A buffer goes to
-//!   the writer thread when it holds 32 KiB, or every 100 ms (`flush_local`, run by each
-//!   worker), and when its worker stops.
+//!   the writer thread when it holds 32 KiB (a quarter of `log.buffer` if that is less), or
+//!   every 100 ms (`flush_local`, run by each worker), and when its worker ends.
 //! - Other log lines (`tracing`'s, rare) go to the writer thread one by one (`Writer`).
 //! - The writer thread writes what it receives in order. A destination that cannot keep up
 //!   lets lines wait, up to `log.buffer` bytes (4 MiB by default); what does not fit is
 //!   dropped, never waited for: counted in `portcullis_log_dropped_lines_total` and said in the
 //!   log itself once it moves again.
 //! - `Guard` (held by `main`) drains everything sent before it is dropped: a stop loses no
-//!   line. A reload (SIGHUP) does not touch any of this.
+//!   line, unless the destination takes none for 5 s (then the stop goes on without them). A
+//!   reload (SIGHUP) does not touch any of this.
 //!
 //! Lines carry no secrets: the callers pass the path without its query, a session's id (not
 //! its token) and nothing of the headers.
@@ -70,15 +71,17 @@ pub static DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
 /// Starts the writer thread over `out`. Returns `None` if it was started already.
 pub fn init(format: Format, out: Box<dyn Write + Send>) -> Option<Guard> {
     let (tx, rx) = sync_channel(CHANNEL);
+    // The writer first: lines are only ever sent where a thread reads them (without one,
+    // `tracing`'s lines fall back to stderr).
+    std::thread::Builder::new()
+        .name("portcullis-log".into())
+        .spawn(move || write_all(rx, out, format))
+        .ok()?;
     let sink = Sink {
         tx: tx.clone(),
         format,
     };
     SINK.set(sink).ok()?;
-    std::thread::Builder::new()
-        .name("portcullis-log".into())
-        .spawn(move || write_all(rx, out, format))
-        .ok()?;
     Some(Guard { tx })
 }
 
@@ -154,13 +157,37 @@ pub struct Guard {
     tx: SyncSender<Msg>,
 }
 
+/// How long a stop waits for the destination to take the last lines.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 impl Drop for Guard {
     fn drop(&mut self) {
         flush_local();
+        let deadline = Instant::now() + DRAIN_LIMIT;
         let (done, wait) = sync_channel(1);
-        if self.tx.send(Msg::Drain(done)).is_ok() {
-            let _ = wait.recv_timeout(Duration::from_secs(5));
+        let mut drain = Msg::Drain(done);
+        // Never blocks past the deadline, even with the channel full and the writer stuck.
+        loop {
+            match self.tx.try_send(drain) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    drain = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return,
+            }
         }
+        let _ = wait.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+}
+
+/// Flushes the thread's lines when dropped: a worker holds one, so its lines are sent however
+/// it ends (a panic included).
+pub struct FlushOnExit;
+
+impl Drop for FlushOnExit {
+    fn drop(&mut self) {
+        flush_local();
     }
 }
 
@@ -218,11 +245,17 @@ pub fn record(r: &Record<'_>) {
         format_line(&mut local.bytes, &mut local.clock, sink.format, r);
         local.lines += 1;
         let since = *local.since.get_or_insert_with(Instant::now);
-        local.bytes.len() >= BATCH_BYTES || since.elapsed() >= BATCH_AGE
+        local.bytes.len() >= batch_bytes() || since.elapsed() >= BATCH_AGE
     });
     if full {
         flush_local();
     }
+}
+
+/// A batch is sent at 32 KiB, or at a quarter of `log.buffer` when that is smaller (a batch
+/// larger than the budget could never be queued).
+fn batch_bytes() -> usize {
+    BATCH_BYTES.min(LIMIT.load(Ordering::Relaxed) / 4)
 }
 
 /// Sends this thread's buffered lines to the writer (workers call it every `BATCH_AGE`, and
@@ -236,7 +269,10 @@ pub fn flush_local() {
         if local.lines == 0 {
             return None;
         }
-        let bytes = std::mem::replace(&mut local.bytes, Vec::with_capacity(BATCH_BYTES + 1024));
+        // A copy of what is used (what `log.buffer` counts is what the batch holds); the
+        // buffer's capacity stays with the worker.
+        let bytes = local.bytes.clone();
+        local.bytes.clear();
         let lines = std::mem::take(&mut local.lines);
         local.since = None;
         Some((bytes, lines))

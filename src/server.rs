@@ -72,6 +72,9 @@ pub fn run_worker(
     settings: ConnSettings,
     cancel: CancellationToken,
 ) {
+    // However this worker ends (a panic included), its last access-log lines are sent; made
+    // first, so it is dropped last, after the runtime and whatever its tasks logged.
+    let _flush = crate::access_log::FlushOnExit;
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -133,7 +136,6 @@ pub fn run_worker(
             );
         }
     });
-    crate::access_log::flush_local();
 }
 
 struct ConnCtx {

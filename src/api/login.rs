@@ -22,6 +22,7 @@ use crate::body::ProxyBody;
 use crate::gateway::{ConnInfo, Shared};
 use crate::pages::{self, escape};
 use crate::session::Session;
+use crate::session::cache::CreateError;
 use crate::session::lifecycle::{display_code, normalize_code};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -351,6 +352,10 @@ async fn device_submit(
                 ),
             ),
             Ok(false) => pages::respond(StatusCode::NOT_FOUND, code_page(shared, Some(UNKNOWN_CODE))),
+            Err(CreateError::Conflict) => pages::respond(
+                StatusCode::CONFLICT,
+                device_page(shared, &shown, &pending, username, Some(CHANGED_MEANWHILE)),
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "login page: cannot deny a session");
                 unavailable(shared)
@@ -393,12 +398,17 @@ async fn device_submit(
             ),
         ),
         Ok(None) => pages::respond(StatusCode::NOT_FOUND, code_page(shared, Some(UNKNOWN_CODE))),
+        // Not an outage: the request changed meanwhile (another tab approved or denied it).
+        Err(CreateError::Conflict) => again(StatusCode::CONFLICT, CHANGED_MEANWHILE),
         Err(e) => {
             tracing::warn!(error = %e, "login page: cannot activate a session");
             unavailable(shared)
         }
     }
 }
+
+/// A device request that kept changing while it was being approved or denied.
+const CHANGED_MEANWHILE: &str = "This request changed while it was being answered. Try again.";
 
 #[cfg(test)]
 mod tests {
