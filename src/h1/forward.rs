@@ -13,9 +13,9 @@
 //! - Until the response head, the route's `timeout` applies (504); failures before it are 502s.
 
 use super::chunked::{self, Chunked};
+use super::conn::{Buffers, Step, read_client};
 use super::plan::Plan;
 use super::response::{self, Extra, Framing, Parsed};
-use super::{Buffers, Step, read_client};
 use crate::error::GatewayError;
 use crate::gateway::{Shared, Worker};
 use crate::proxy::framing::MAX_RESPONSE_READ;

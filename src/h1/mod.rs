@@ -16,6 +16,7 @@
 //! unknown routes (404), bodies over the limit (413).
 
 mod chunked;
+mod conn;
 mod forward;
 mod plan;
 pub mod prefixed;
@@ -27,6 +28,7 @@ pub mod response;
 use crate::gateway::{ConnInfo, WorkerCell};
 use crate::pipeline::{Done, finish};
 use crate::watch::{Busy, ConnWatch};
+use conn::{Buffers, Step, read_client};
 use request::{Handover, MAX_HEADERS};
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
@@ -45,43 +47,6 @@ pub enum Ended<IO> {
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
-}
-
-/// One connection's buffers, reused by all its requests.
-struct Buffers {
-    /// Bytes from the client; `input[start..]` is not consumed yet.
-    input: Vec<u8>,
-    start: usize,
-    /// Body bytes of the current request not consumed yet.
-    body_left: u64,
-    /// The head being written: the upstream's request head, then the client's response.
-    out: Vec<u8>,
-    /// Bytes from the upstream.
-    upstream: Vec<u8>,
-}
-
-impl Buffers {
-    fn pending(&self) -> &[u8] {
-        &self.input[self.start..]
-    }
-
-    /// Room to read into: consumed bytes are dropped, and at least 4 KiB is free.
-    fn make_room(&mut self) {
-        if self.start == self.input.len() {
-            self.input.clear();
-            self.start = 0;
-        } else if self.start > 0 && self.input.capacity() - self.input.len() < 4096 {
-            self.input.drain(..self.start);
-            self.start = 0;
-        }
-        self.input.reserve(4096);
-    }
-}
-
-/// What to do after a request.
-enum Step {
-    Next,
-    Close,
 }
 
 /// Serves `io` until it closes or a request goes to hyper. One loop in one function: each
@@ -203,21 +168,4 @@ where
 /// Whether `bytes` hold the blank line that ends a head (httparse accepts bare LF endings too).
 fn ends_head(bytes: &[u8]) -> bool {
     bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
-}
-
-/// Reads what the client sent into `buf`'s spare room; `Ok(0)` at EOF. With `watch`, gives up
-/// (as an error) when the connection is asked to close.
-async fn read_client<IO>(io: &mut IO, buf: &mut Vec<u8>, watch: Option<&ConnWatch>) -> std::io::Result<usize>
-where
-    IO: AsyncRead + Unpin,
-{
-    std::future::poll_fn(|cx| {
-        if let Some(w) = watch
-            && w.should_close(cx.waker())
-        {
-            return std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionAborted.into()));
-        }
-        tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *io), cx, buf)
-    })
-    .await
 }
