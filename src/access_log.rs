@@ -128,27 +128,18 @@ fn write_all(rx: Receiver<Msg>, mut out: Box<dyn Write + Send>, format: Format) 
 /// The line that says how many lines were lost since the last such line.
 fn dropped_line(format: Format, count: u64) -> Vec<u8> {
     let mut line = Vec::with_capacity(160);
-    let mut clock = Clock::default();
-    let message = "log lines dropped: the log's destination could not keep up";
-    match format {
-        Format::Json => {
-            line.extend_from_slice(b"{\"timestamp\":\"");
-            clock.push_now(&mut line);
-            line.extend_from_slice(b"\",\"level\":\"WARN\",\"message\":\"");
-            line.extend_from_slice(message.as_bytes());
-            line.extend_from_slice(b"\",\"dropped\":");
-            push_u64(&mut line, count);
-            line.extend_from_slice(b",\"target\":\"portcullis::log\"}\n");
-        }
-        Format::Human => {
-            clock.push_now(&mut line);
-            line.extend_from_slice(b"  WARN portcullis::log: ");
-            line.extend_from_slice(message.as_bytes());
-            line.extend_from_slice(b" dropped=");
-            push_u64(&mut line, count);
-            line.push(b'\n');
-        }
-    }
+    let head = Head {
+        level: "WARN",
+        target: "portcullis::log",
+        message: Some("log lines dropped: the log's destination could not keep up"),
+    };
+    write_line(
+        &mut line,
+        &mut Clock::default(),
+        format,
+        &head,
+        [("dropped", Value::Number(count))],
+    );
     line
 }
 
@@ -208,7 +199,8 @@ pub struct Record<'a> {
 struct Local {
     bytes: Vec<u8>,
     lines: u64,
-    since: Option<Instant>,
+    /// When the first line in `bytes` was written (since 1970, the lines' own clock).
+    since: Option<Duration>,
     clock: Clock,
 }
 
@@ -242,10 +234,12 @@ pub fn record(r: &Record<'_>) {
         if local.bytes.capacity() == 0 {
             local.bytes.reserve(BATCH_BYTES + 1024);
         }
-        format_line(&mut local.bytes, &mut local.clock, sink.format, r);
+        // The line's timestamp is also the batch's clock: one clock read per line. (Should
+        // the wall clock step back, the worker's 100 ms flush still sends the batch.)
+        let now = format_line(&mut local.bytes, &mut local.clock, sink.format, r);
         local.lines += 1;
-        let since = *local.since.get_or_insert_with(Instant::now);
-        local.bytes.len() >= batch_bytes() || since.elapsed() >= BATCH_AGE
+        let since = *local.since.get_or_insert(now);
+        local.bytes.len() >= batch_bytes() || now.saturating_sub(since) >= BATCH_AGE
     });
     if full {
         flush_local();
@@ -320,19 +314,59 @@ fn fields<'a>(r: &Record<'a>) -> [(&'static str, Value<'a>); 9] {
     ]
 }
 
-/// `{"timestamp":…,"level":"INFO",<fields>,"target":"portcullis::access"}` or
-/// `<timestamp>  INFO portcullis::access: name=value …`, and a newline.
-fn format_line(out: &mut Vec<u8>, clock: &mut Clock, format: Format, r: &Record<'_>) {
+/// What starts and ends a line besides its fields.
+struct Head {
+    level: &'static str,
+    target: &'static str,
+    message: Option<&'static str>,
+}
+
+const ACCESS: Head = Head {
+    level: "INFO",
+    target: "portcullis::access",
+    message: None,
+};
+
+/// One request's line; returns the time it was written (since 1970).
+fn format_line(out: &mut Vec<u8>, clock: &mut Clock, format: Format, r: &Record<'_>) -> Duration {
+    write_line(out, clock, format, &ACCESS, fields(r))
+}
+
+/// `{"timestamp":…,"level":…[,"message":…],<fields>,"target":…}` or
+/// `<timestamp>  LEVEL target:[ message] name=value …`, and a newline; returns the time it
+/// was written (since 1970).
+fn write_line<'a>(
+    out: &mut Vec<u8>,
+    clock: &mut Clock,
+    format: Format,
+    head: &Head,
+    fields: impl IntoIterator<Item = (&'static str, Value<'a>)>,
+) -> Duration {
     let json = format == Format::Json;
+    let now;
     if json {
         out.extend_from_slice(b"{\"timestamp\":\"");
-        clock.push_now(out);
-        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+        now = clock.push_now(out);
+        out.extend_from_slice(b"\",\"level\":\"");
+        out.extend_from_slice(head.level.as_bytes());
+        out.push(b'"');
+        if let Some(message) = head.message {
+            out.extend_from_slice(b",\"message\":");
+            push_str(out, message);
+        }
     } else {
-        clock.push_now(out);
-        out.extend_from_slice(b"  INFO portcullis::access:");
+        now = clock.push_now(out);
+        out.extend_from_slice(b"  ");
+        out.extend_from_slice(head.level.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(head.target.as_bytes());
+        out.push(b':');
+        if let Some(message) = head.message {
+            out.push(b' ');
+            out.extend_from_slice(message.as_bytes());
+        }
     }
-    for (name, value) in fields(r) {
+    for (name, value) in fields {
         out.extend_from_slice(if json { b",\"" } else { b" " });
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(if json { b"\":" } else { b"=" });
@@ -349,11 +383,14 @@ fn format_line(out: &mut Vec<u8>, clock: &mut Clock, format: Format, r: &Record<
             }
         }
     }
-    out.extend_from_slice(if json {
-        b",\"target\":\"portcullis::access\"}\n"
+    if json {
+        out.extend_from_slice(b",\"target\":\"");
+        out.extend_from_slice(head.target.as_bytes());
+        out.extend_from_slice(b"\"}\n");
     } else {
-        b"\n"
-    });
+        out.push(b'\n');
+    }
+    now
 }
 
 /// A JSON string: quoted, with `"`, `\` and control characters escaped.
@@ -428,7 +465,8 @@ struct Clock {
 }
 
 impl Clock {
-    fn push_now(&mut self, out: &mut Vec<u8>) {
+    /// Writes the time now; returns it (since 1970).
+    fn push_now(&mut self, out: &mut Vec<u8>) -> Duration {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let second = now.as_secs();
         if second != self.second || self.prefix.is_empty() {
@@ -440,6 +478,7 @@ impl Clock {
         out.push(b'.');
         push_padded(out, u64::from(now.subsec_micros()), 6);
         out.push(b'Z');
+        now
     }
 }
 
@@ -565,5 +604,19 @@ mod tests {
             )
         );
         assert!(text.contains("latency_ms=12.345 "));
+    }
+
+    #[test]
+    fn dropped_lines_say_how_many_in_both_formats() {
+        let json = String::from_utf8_lossy(&dropped_line(Format::Json, 7)).into_owned();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        assert_eq!(v["level"], "WARN");
+        assert_eq!(v["dropped"], 7);
+        assert_eq!(v["target"], "portcullis::log");
+        let human = String::from_utf8_lossy(&dropped_line(Format::Human, 7)).into_owned();
+        assert!(
+            human.contains("  WARN portcullis::log: log lines dropped: the log's destination could not keep up dropped=7\n"),
+            "{human}"
+        );
     }
 }
