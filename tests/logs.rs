@@ -29,13 +29,7 @@ async fn start(
         ),
     )
     .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = spawn_binary(&config, std::process::Stdio::piped());
     let addr = wait_listening(http).await;
     let admin = wait_listening(admin).await;
     (child, addr, admin, dir)
@@ -93,14 +87,6 @@ async fn stop(mut child: tokio::process::Child, reader: tokio::task::JoinHandle<
         .unwrap()
         .unwrap();
     reader.await.unwrap()
-}
-
-fn signal(child: &tokio::process::Child, name: &str) {
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args([name, &pid])
-        .status()
-        .unwrap();
 }
 
 /// The JSON lines of `target`.
@@ -193,11 +179,7 @@ async fn one_access_line_per_request_without_secrets() {
         .unwrap()
         .trim()
         .to_string();
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    signal(&child, "-TERM");
     let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .unwrap()

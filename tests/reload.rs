@@ -227,13 +227,7 @@ async fn sighup_reloads_the_running_binary() {
         "[server]\nhttp_listen = \"127.0.0.1:{http}\"\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n"
     );
     std::fs::write(&file, head.clone() + &route("a", "/a", &[up], "")).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(&file)
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_binary(&file, std::process::Stdio::null());
     let addr = wait_listening(http).await;
     assert_eq!(status_of(&get_raw(addr, "/b/x", "").await), 404);
     std::fs::write(
@@ -241,14 +235,7 @@ async fn sighup_reloads_the_running_binary() {
         head + &route("a", "/a", &[up], "") + &route("b", "/b", &[up], ""),
     )
     .unwrap();
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&child, "-HUP");
     let mut seen = 0;
     for _ in 0..100 {
         seen = status_of(&get_raw(addr, "/b/x", "").await);
@@ -259,7 +246,7 @@ async fn sighup_reloads_the_running_binary() {
     }
     assert_eq!(seen, 200, "the new route after SIGHUP");
     assert_eq!(status_of(&get_raw(addr, "/a/x", "").await), 200);
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+    signal(&child, "-TERM");
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
 }
 

@@ -58,7 +58,7 @@ async fn in_flight_requests_finish_during_shutdown() {
 }
 
 /// The binary on a config with one public route to `upstream`, logging to nowhere.
-fn spawn_binary(dir: &tempfile::TempDir, upstream: std::net::SocketAddr) -> (tokio::process::Child, u16) {
+fn spawn_slow_route(dir: &tempfile::TempDir, upstream: std::net::SocketAddr) -> (tokio::process::Child, u16) {
     let (http, admin) = (free_port(), free_port());
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
@@ -69,22 +69,7 @@ fn spawn_binary(dir: &tempfile::TempDir, upstream: std::net::SocketAddr) -> (tok
         ),
     )
     .unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["--log-format", "json", "run", "-c"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    (child, http)
-}
-
-fn sigterm(child: &tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    (spawn_binary(&config, std::process::Stdio::null()), http)
 }
 
 async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {
@@ -99,11 +84,11 @@ async fn exit_code(child: &mut tokio::process::Child) -> Option<i32> {
 async fn sigterm_drains_and_exits_zero() {
     let (slow, mut arrivals) = slow_upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, http) = spawn_binary(&dir, slow);
+    let (mut child, http) = spawn_slow_route(&dir, slow);
     let addr = wait_listening(http).await;
     let in_flight = tokio::spawn(async move { http_request(addr, get("/slow")).await });
     reached_upstream(&mut arrivals).await;
-    sigterm(&child);
+    signal(&child, "-TERM");
     let ans = in_flight.await.unwrap();
     assert_eq!(ans.status, 200, "the in-flight request finished");
     assert_eq!(exit_code(&mut child).await, Some(0));
@@ -114,13 +99,13 @@ async fn sigterm_drains_and_exits_zero() {
 #[tokio::test]
 async fn sigterm_while_starting_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, http) = spawn_binary(&dir, upstream::dead_address());
+    let (mut child, http) = spawn_slow_route(&dir, upstream::dead_address());
     let addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         assert!(std::time::Instant::now() < deadline, "nothing started listening");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    sigterm(&child);
+    signal(&child, "-TERM");
     assert_eq!(exit_code(&mut child).await, Some(0));
 }

@@ -214,6 +214,27 @@ pub fn get(path: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// The `portcullis` binary serving `config` with JSON logs on `stdout` (killed if dropped).
+pub fn spawn_binary(config: &std::path::Path, stdout: std::process::Stdio) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["--log-format", "json", "run", "-c"])
+        .arg(config)
+        .stdout(stdout)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `signal` (`-TERM`, `-HUP`) to a running child.
+pub fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
 /// Both HTTP/1.1 paths, for the suites that run on each from one table: the fast path
 /// (`true`) and hyper's (`false`).
 pub const PATHS: [bool; 2] = [true, false];
