@@ -186,15 +186,7 @@ async fn a_cluster_master_dies_and_one_seed_is_enough() {
         uncached: mine[5..].to_vec(),
         healthy: elsewhere.clone(),
     };
-    for t in &tokens.cached {
-        assert_eq!(status(a.http, t).await, 200);
-        assert_eq!(status(b.http, t).await, 200);
-    }
-    for t in &tokens.revoked {
-        let resp = admin_call(a.admin, "DELETE", &format!("/admin/sessions/{}", token_id(t))).await;
-        assert_eq!(status_of(&resp), 200, "{resp}");
-    }
-    let report = failover([a.http, b.http], tokens, || cluster.kill_and_fail_over(doomed)).await;
+    let report = failover(&a, &b, tokens, || cluster.kill_and_fail_over(doomed)).await;
     println!("cluster: {report}");
 
     // Every acknowledged session is still there, on both gateways, without a restart.
@@ -208,13 +200,7 @@ async fn a_cluster_master_dies_and_one_seed_is_enough() {
     }
     // The dead node comes back as a replica; writes reach two copies again.
     cluster.restart(doomed);
-    let fresh = mint_confirmed(a.admin, 10).await;
-    for t in &fresh {
-        assert_eq!(status(b.http, t).await, 200, "a session made after the failover");
-    }
-    revocation_p99("cluster", &a, &b).await;
-    a.stop().await;
-    b.stop().await;
+    after_the_return("cluster", a, b, 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,26 +254,23 @@ async fn a_sentinel_master_dies_and_the_gateways_follow() {
         uncached: mine[5..].to_vec(),
         healthy: Vec::new(),
     };
-    for t in &tokens.cached {
-        assert_eq!(status(a.http, t).await, 200);
-        assert_eq!(status(b.http, t).await, 200);
-    }
-    for t in &tokens.revoked {
-        let resp = admin_call(a.admin, "DELETE", &format!("/admin/sessions/{}", token_id(t))).await;
-        assert_eq!(status_of(&resp), 200, "{resp}");
-    }
-    let report = failover([a.http, b.http], tokens, || sentinel.kill_master_and_fail_over()).await;
+    let report = failover(&a, &b, tokens, || sentinel.kill_master_and_fail_over()).await;
     println!("sentinel: {report}");
     for t in mine.iter().filter(|t| !report.revoked.contains(t)) {
         assert_eq!(status(a.http, t).await, 200, "an acknowledged session was lost");
         assert_eq!(status(b.http, t).await, 200);
     }
     sentinel.restart_old_master();
-    let fresh = mint_confirmed(a.admin, 5).await;
-    for t in &fresh {
+    after_the_return("sentinel", a, b, 5).await;
+}
+
+/// Once the dead node is back: `fresh` sessions made on `a` are served by `b`, and the
+/// revocation p99 across the two is printed; then both stop.
+async fn after_the_return(deployment: &str, a: Gateway, b: Gateway, fresh: u32) {
+    for t in &mint_confirmed(a.admin, fresh).await {
         assert_eq!(status(b.http, t).await, 200, "a session made after the failover");
     }
-    revocation_p99("sentinel", &a, &b).await;
+    revocation_p99(deployment, &a, &b).await;
     a.stop().await;
     b.stop().await;
 }
@@ -348,10 +331,21 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Runs the request loop around `kill` (which kills a master and waits for its failover),
+/// Caches `tokens.cached` on both gateways and revokes `tokens.revoked`, then runs the request
+/// loop around `kill` (which kills a master and waits for its failover),
 /// until a fresh session on it is served again (at most 20 s after the kill), and checks what
 /// must never happen.
-async fn failover(gws: [SocketAddr; 2], tokens: Tokens, kill: impl FnOnce() -> Duration) -> Report {
+async fn failover(a: &Gateway, b: &Gateway, tokens: Tokens, kill: impl FnOnce() -> Duration) -> Report {
+    // The cached tokens are cached on both gateways; the revoked ones are revoked.
+    for t in &tokens.cached {
+        assert_eq!(status(a.http, t).await, 200);
+        assert_eq!(status(b.http, t).await, 200);
+    }
+    for t in &tokens.revoked {
+        let resp = admin_call(a.admin, "DELETE", &format!("/admin/sessions/{}", token_id(t))).await;
+        assert_eq!(status_of(&resp), 200, "{resp}");
+    }
+    let gws = [a.http, b.http];
     let revoked = tokens.revoked.clone();
     let tokens = Arc::new(tokens);
     let stop = Arc::new(AtomicBool::new(false));

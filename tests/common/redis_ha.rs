@@ -35,6 +35,31 @@ fn spawn(args: &[String]) -> Child {
         .expect("redis-server is installed (scripts/test.sh installs it)")
 }
 
+/// A server's arguments both deployments share: its port on loopback, data in `dir` (created),
+/// append-only (so a killed node comes back with its data), and replicas synced at once (not
+/// after the default 5 s wait for others), then `extra`.
+fn server_args(port: u16, dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = port.to_string();
+    let dir = dir.to_str().unwrap();
+    let mut args = vec![
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--repl-diskless-sync-delay",
+        "0",
+        "--dir",
+        dir,
+    ];
+    args.extend_from_slice(extra);
+    args.into_iter().map(String::from).collect()
+}
+
 /// Waits (at most `limit`) until `ok` holds.
 pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
@@ -97,36 +122,24 @@ impl RedisCluster {
                 // The cluster bus gets a free port of its own (by default it is port + 10000,
                 // which may be taken, or past 65535).
                 let (port, bus) = (free_port(), free_port());
-                let data = dir.path().join(port.to_string());
-                std::fs::create_dir_all(&data).unwrap();
-                let args = [
-                    "--port",
-                    &port.to_string(),
-                    "--cluster-port",
-                    &bus.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "1000",
-                    // As docs/sessions.md recommends: a master lost stops only its own slots.
-                    "--cluster-require-full-coverage",
-                    "no",
-                    "--appendonly",
-                    "yes",
-                    "--save",
-                    "",
-                    // A replica syncs at once, not after the default 5 s wait for others.
-                    "--repl-diskless-sync-delay",
-                    "0",
-                    "--dir",
-                    data.to_str().unwrap(),
-                ]
-                .map(String::from)
-                .to_vec();
+                let bus = bus.to_string();
+                let args = server_args(
+                    port,
+                    &dir.path().join(port.to_string()),
+                    &[
+                        "--cluster-port",
+                        &bus,
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "1000",
+                        // As docs/sessions.md recommends: a master lost stops only its own slots.
+                        "--cluster-require-full-coverage",
+                        "no",
+                    ],
+                );
                 Node::start(port, args)
             })
             .collect();
@@ -311,35 +324,13 @@ impl RedisSentinel {
             std::fs::create_dir_all(&d).unwrap();
             d.to_str().unwrap().to_string()
         };
-        let server = |port: u16, name: &str, extra: &[String]| {
-            let mut args: Vec<String> = [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--save",
-                "",
-                "--repl-diskless-sync-delay",
-                "0",
-                "--dir",
-                &data(name),
-            ]
-            .map(String::from)
-            .to_vec();
-            args.extend_from_slice(extra);
-            args
-        };
+        let server = |port: u16, name: &str, extra: &[&str]| server_args(port, &dir.path().join(name), extra);
         let (m, r) = (free_port(), free_port());
         let master = Node::start(m, server(m, "master", &[]));
+        let master_port = m.to_string();
         let replica = Node::start(
             r,
-            server(
-                r,
-                "replica",
-                &["--replicaof".into(), "127.0.0.1".into(), m.to_string()],
-            ),
+            server(r, "replica", &["--replicaof", "127.0.0.1", &master_port]),
         );
         let sentinels = (0..3)
             .map(|i| {
