@@ -35,13 +35,14 @@ fn spawn(args: &[String]) -> Child {
         .expect("redis-server is installed (scripts/test.sh installs it)")
 }
 
-/// A server's arguments both deployments share: its port on loopback, data in `dir` (created),
-/// append-only (so a killed node comes back with its data), and replicas synced at once (not
-/// after the default 5 s wait for others), then `extra`.
+/// A server's arguments both deployments share: its port on loopback, data and `redis.log` in
+/// `dir` (created), append-only (so a killed node comes back with its data), and replicas synced
+/// at once (not after the default 5 s wait for others), then `extra`.
 fn server_args(port: u16, dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
     let port = port.to_string();
-    let dir = dir.to_str().unwrap();
+    let log = dir.join("redis.log");
+    let (dir, log) = (dir.to_str().unwrap(), log.to_str().unwrap());
     let mut args = vec![
         "--port",
         &port,
@@ -55,21 +56,30 @@ fn server_args(port: u16, dir: &std::path::Path, extra: &[&str]) -> Vec<String> 
         "0",
         "--dir",
         dir,
+        "--logfile",
+        log,
     ];
     args.extend_from_slice(extra);
     args.into_iter().map(String::from).collect()
 }
 
 /// Waits (at most `limit`) until `ok` holds.
-pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, limit: Duration, ok: impl FnMut() -> bool) {
+    if !waited(limit, ok) {
+        panic!("timed out after {limit:?} waiting for {what}");
+    }
+}
+
+/// Whether `ok` came to hold within `limit`.
+fn waited(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     while Instant::now() < end {
         if ok() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("timed out after {limit:?} waiting for {what}");
+    false
 }
 
 struct Node {
@@ -114,8 +124,21 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     /// Starts six nodes and joins them (`cluster-node-timeout` 1 s: a dead master is replaced
-    /// in about two seconds).
+    /// in about two seconds). A cluster whose replicas are not all in sync within 20 s is
+    /// described on stderr and built once more from new processes on new ports: this is the
+    /// tests' set-up, before any gateway runs (CI saw one such start, once, and not here since).
     pub fn start() -> RedisCluster {
+        match RedisCluster::try_start() {
+            Ok(cluster) => cluster,
+            Err(first) => {
+                eprintln!("a Redis Cluster did not come up; starting another. It was:\n{first}");
+                RedisCluster::try_start()
+                    .unwrap_or_else(|second| panic!("no Redis Cluster came up twice:\n{second}"))
+            }
+        }
+    }
+
+    fn try_start() -> Result<RedisCluster, String> {
         let dir = tempfile::tempdir().unwrap();
         let nodes: Vec<Node> = (0..6)
             .map(|_| {
@@ -160,13 +183,52 @@ impl RedisCluster {
             .expect("redis-cli is installed");
         assert!(created.success(), "redis-cli --cluster create failed");
         let cluster = RedisCluster { dir, nodes };
-        for n in &cluster.nodes {
-            wait_until("cluster_state:ok", Duration::from_secs(20), || {
-                cli(n.port, &["cluster", "info"]).contains("cluster_state:ok")
-            });
+        let ok = |n: &Node| cli(n.port, &["cluster", "info"]).contains("cluster_state:ok");
+        if !waited(Duration::from_secs(20), || cluster.nodes.iter().all(ok)) {
+            return Err(cluster.describe("cluster_state:ok on every node"));
         }
-        cluster.wait_for_replicas(Duration::from_secs(30));
-        cluster
+        if !waited(Duration::from_secs(20), || cluster.replicas_in_sync()) {
+            return Err(cluster.describe("every master's replica in sync"));
+        }
+        Ok(cluster)
+    }
+
+    /// What each node says of itself and its replication, and the end of its log: printed when
+    /// the cluster does not reach the state a wait asked for.
+    fn describe(&self, waited_for: &str) -> String {
+        let mut out = format!("waited in vain for {waited_for}\n");
+        for n in &self.nodes {
+            let me = cli(n.port, &["cluster", "nodes"]);
+            let me = me.lines().find(|l| l.contains("myself")).unwrap_or("(no answer)");
+            let repl = cli(n.port, &["info", "replication"]);
+            let repl: Vec<&str> = repl
+                .lines()
+                .filter(|l| {
+                    l.starts_with("role")
+                        || l.starts_with("master_link")
+                        || l.starts_with("slave")
+                        || l.starts_with("connected")
+                })
+                .collect();
+            let log = std::fs::read_to_string(self.dir.path().join(n.port.to_string()).join("redis.log"))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(12)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            out += &format!(
+                "-- node {} ({}): {me}\n   {}\n   log: {}\n",
+                n.port,
+                if n.child.is_some() { "running" } else { "killed" },
+                repl.join(" | "),
+                tail.join("\n        ")
+            );
+        }
+        out
     }
 
     /// A URL with one seed node, as docs/sessions.md shows it.
@@ -293,16 +355,20 @@ impl RedisCluster {
     /// asked anew on every try: right after `--cluster create` a node's view may still list a
     /// replica as a (slotless) master, and a list taken then would wait on the wrong node.
     fn wait_for_replicas(&self, limit: Duration) {
-        wait_until("every master's replica in sync", limit, || {
-            let masters = self.masters();
-            masters.len() == 3
-                && masters.iter().all(|m| {
-                    let info = cli(*m, &["info", "replication"]);
-                    info.contains("role:master")
-                        && info.contains("connected_slaves:1")
-                        && info.contains("state=online")
-                })
-        });
+        if !waited(limit, || self.replicas_in_sync()) {
+            panic!("{}", self.describe("every master's replica in sync"));
+        }
+    }
+
+    fn replicas_in_sync(&self) -> bool {
+        let masters = self.masters();
+        masters.len() == 3
+            && masters.iter().all(|m| {
+                let info = cli(*m, &["info", "replication"]);
+                info.contains("role:master")
+                    && info.contains("connected_slaves:1")
+                    && info.contains("state=online")
+            })
     }
 }
 
