@@ -137,7 +137,7 @@ fn fast_path_heads(c: &mut Criterion) {
         Authorization: Bearer pc1_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n\
         Cookie: theme=dark; lang=en\r\nConnection: keep-alive\r\n\r\n";
     let user = HeaderName::from_static("x-auth-user");
-    let added = [(&user, &b"alice"[..])];
+    let peer = HeaderValue::from_static("192.0.2.10");
     let mut out = Vec::with_capacity(4096);
     c.bench_function("h1: parse + inspect + write the upstream head (7 headers)", |b| {
         b.iter(|| {
@@ -145,11 +145,11 @@ fn fast_path_heads(c: &mut Criterion) {
             let mut req = httparse::Request::new(&mut headers);
             req.parse(black_box(head)).unwrap();
             let seen = portcullis::h1::request::inspect(&req, &identity, false).unwrap();
-            let add = portcullis::h1::request::Additions {
-                path: seen.path,
-                identity: &added,
+            let add = portcullis::phase::inject::Plan {
+                path: seen.path.into(),
+                identity: portcullis::phase::inject::Injection::one(&user, HeaderValue::from_static("alice")),
                 strip_credentials: Some("__Host-portcullis"),
-                peer_ip: b"192.0.2.10",
+                peer_ip: &peer,
                 proto: "https",
                 request_id: b"0123456789abcdef0123456789abcdef",
                 preserve_host: true,

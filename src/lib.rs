@@ -2,7 +2,8 @@
 //! edge. `start` binds every listener of a validated `Config` and runs the gateway on its own
 //! threads, so `main` and the tests start it the same way (tests on port 0).
 //!
-//! Where to look: `pipeline.rs` is one request's life, phase by phase; `server.rs` the
+//! Where to look: `phase/` is one request's life, phase by phase (each decision written once;
+//! `h1/` and `pipeline.rs` are the two transports that apply them); `server.rs` the
 //! listeners and connections; `config/` the config file; `proxy/` header hygiene and upstreams.
 
 pub mod access_log;
@@ -20,6 +21,7 @@ pub mod h1;
 pub mod io;
 pub mod metrics;
 pub mod pages;
+pub mod phase;
 pub mod pipeline;
 pub mod proxy;
 pub mod reload;

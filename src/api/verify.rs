@@ -7,15 +7,18 @@
 //!   `untrusted_forwarded_headers`, logged, so a proxy missing from `trusted_proxies` shows
 //!   at once instead of having every route judged by one policy — a roles route would pass
 //!   any session, a public one would need one); a caller that names none needs a valid
-//!   session. The credential is the request's own. 200 with the identity headers, or 401 / 403
-//!   (503 when the store is down).
+//!   session. The credential is the request's own, decided by the proxy's own phase 4
+//!   (`phase::authorize`) and answered with phase 5's identity headers (`phase::inject`):
+//!   200 with them, or 401 / 403 (503 when the store is down).
 //! - `GET /sessions`: the caller's sessions; `DELETE /sessions`: log out everywhere.
 
-use crate::auth::{self, Decision};
+use crate::auth;
 use crate::body::ProxyBody;
 use crate::config::Policy;
 use crate::error::{ApiError, GatewayError, json_response};
 use crate::gateway::{ConnInfo, Shared};
+use crate::phase::authorize::{Ask, authorize};
+use crate::phase::inject::Injection;
 use crate::route;
 use crate::session::cache::Found;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -61,34 +64,24 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
     } else {
         None
     };
-    let policy = found.map_or(&Policy::Authenticated, |(_, r)| &r.config.policy);
-    let presented = auth::credential(h, shared.cookie_on(conn));
-    match Box::pin(auth::decide(
-        &shared.sessions,
-        &shared.jwt_issuers,
-        shared.local_user.as_ref(),
-        policy,
-        presented,
-    ))
-    .await
-    {
-        Decision::Allow(identity) => {
+    let route = found.map(|(_, r)| r);
+    let ask = Ask {
+        policy: route.map_or(&Policy::Authenticated, |r| &r.config.policy),
+        credential: auth::credential(h, shared.cookie_on(conn)),
+        // A question about a request, not a change: never refused as cross-site, and never
+        // sent to the login page (the proxy asking does that).
+        safe: true,
+        navigation: false,
+        path: "",
+        query: None,
+    };
+    match authorize(shared, ask, || false).await {
+        Ok(identity) => {
             let mut resp = json_response(StatusCode::OK, "{}".into());
-            if let Some(identity) = &identity {
-                auth::inject_identity(resp.headers_mut(), &shared.header_names, identity);
-                if let (Some(signer), Some((_, r))) = (&shared.assertion, found)
-                    && let Some(jwt) = auth::assertion(signer, identity, &r.config.name)
-                {
-                    resp.headers_mut().insert(shared.header_names.jwt.clone(), jwt);
-                }
-            }
+            Injection::new(shared, route, identity.as_ref()).insert_into(resp.headers_mut());
             resp
         }
-        Decision::Unauthenticated { presented } => {
-            GatewayError::Unauthenticated { presented }.into_response()
-        }
-        Decision::Forbidden => GatewayError::Forbidden.into_response(),
-        Decision::StoreUnavailable => GatewayError::StoreUnavailable.into_response(),
+        Err(refusal) => refusal.into_response(),
     }
 }
 

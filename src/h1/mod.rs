@@ -26,7 +26,7 @@ pub mod request;
 pub mod response;
 
 use crate::gateway::{ConnInfo, WorkerCell};
-use crate::pipeline::{Done, finish};
+use crate::phase::log::{Done, finish};
 use crate::watch::{Busy, ConnWatch};
 use conn::{Buffers, Step, read_client};
 use request::{Handover, MAX_HEADERS};

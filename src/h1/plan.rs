@@ -1,18 +1,21 @@
-//! The fast path's phases 1–5 for one request head (route, frame, sanitize, authorize, inject;
-//! see `pipeline`): the same decisions, with the same functions where they take raw values,
+//! The fast path's phases 1–5 for one request head (route, frame, sanitize, authorize, inject:
+//! the `phase` core's decisions, given the values `request::inspect` read off the raw lines),
 //! ending either in a `Plan` (the upstream head is written and the request will be forwarded,
 //! or the policy refused it and the plan says with which error) or in a `Handover` (the
 //! request and the rest of its connection go to hyper, whose pipeline answers it: the
 //! gateway's own endpoints, bad paths, unknown routes, bodies over the limit).
 
-use super::request::{self, Additions, Handover};
-use crate::auth::{self, Credential};
+use super::request::{self, Handover};
+use crate::auth;
 use crate::error::GatewayError;
 use crate::gateway::{ConnInfo, Worker};
 use crate::metrics::MethodClass;
-use crate::pipeline::{RequestId, Trace, allowed, request_id, upstream_path};
+use crate::phase::authorize::{Ask, authorize};
+use crate::phase::log::Trace;
+use crate::phase::request_id::{RequestId, request_id};
+use crate::phase::route::Routed;
+use crate::phase::{self, frame, inject};
 use crate::proxy::framing;
-use crate::route;
 
 /// A request the fast path forwards.
 pub struct Plan {
@@ -51,22 +54,17 @@ pub async fn plan(
     let trusted = shared.is_trusted(conn.peer.ip());
     let seen = request::inspect(req, &shared.identity_headers, trusted)?;
 
-    // 1. route (the gateway's own endpoints are hyper's)
-    let path = route::normalize_path(seen.path).map_err(|_| Handover::NotRouted)?;
-    if crate::api::owns(shared, &path).is_some() {
-        return Err(Handover::Endpoint);
-    }
-    let host = route::host_of(seen.host);
-    let index = shared
-        .routes
-        .table
-        .find(&host, &path)
-        .ok_or(Handover::NotRouted)?;
+    // 1. route (the gateway's own endpoints, and refusals, are hyper's to answer)
+    let (index, path) = match phase::route::route(shared, seen.path, seen.host) {
+        Ok(Routed::Route { index, path }) => (index, path),
+        Ok(Routed::Endpoint(_)) => return Err(Handover::Endpoint),
+        Err(_) => return Err(Handover::NotRouted),
+    };
     let route = &shared.routes.routes[index];
 
     // 2. frame (Transfer-Encoding and unusual expectations were handed over by `inspect`)
     let body = seen.content_length.unwrap_or(0);
-    if body > route.config.max_body {
+    if frame::over_limit(route, body) {
         return Err(Handover::Framing);
     }
     // An upgrade the route tunnels is hyper's; any other `Upgrade` is dropped (`write_head`).
@@ -82,19 +80,9 @@ pub async fn plan(
         }
     }
 
-    // 3. sanitize: `request::write_head` drops what the client may not send.
+    // 3. sanitize: `inspect` gave every line its fate; `request::write_head` applies them.
 
-    // 4. authenticate and authorize
-    let cookie_name = shared.cookie_on(conn);
-    let presented = auth::credential_in(seen.authorization, seen.cookies(req), cookie_name);
-    let by_cookie = matches!(presented, Ok(Some(Credential::Cookie(_))));
-    let decision = Box::pin(auth::decide(
-        &shared.sessions,
-        &shared.jwt_issuers,
-        shared.local_user.as_ref(),
-        &route.config.policy,
-        presented,
-    ));
+    // 4. authorize
     let safe = matches!(seen.method, "GET" | "HEAD" | "OPTIONS" | "TRACE");
     let mut trace = Trace {
         route: Some(index),
@@ -125,69 +113,36 @@ pub async fn plan(
         expect_continue: seen.expect_continue && body > 0,
         navigation: auth::is_browser_navigation(seen.method, seen.accept),
     };
-    // Refusals are answered here, with what `pipeline` answers them.
-    let identity = match allowed(shared, decision.await, || plan.navigation, seen.path, seen.query) {
+    let ask = Ask {
+        policy: &route.config.policy,
+        credential: auth::credential_in(seen.authorization, seen.cookies(req), shared.cookie_on(conn)),
+        safe,
+        navigation: plan.navigation,
+        path: seen.path,
+        query: seen.query,
+    };
+    let cross_site = || {
+        crate::auth::browser::cross_site_in(req.headers.iter().map(|h| (h.name, h.value)), Some(seen.host))
+    };
+    // Refusals are answered by the fast path, with what `pipeline` answers them.
+    let identity = match authorize(shared, ask, cross_site).await {
         Ok(identity) => identity,
         Err(refusal) => {
             plan.refuse = Some(refusal);
             return Ok(plan);
         }
     };
-    // A cookie rides along on cross-site requests (and single-user mode's identity needs
-    // nothing at all): unsafe methods from another site are refused.
-    if auth::ambient(by_cookie, identity.as_ref(), shared.local_user.as_ref())
-        && !safe
-        && crate::auth::browser::cross_site_in(req.headers.iter().map(|h| (h.name, h.value)), Some(seen.host))
-    {
-        plan.refuse = Some(GatewayError::CrossSite);
-        return Ok(plan);
-    }
 
     // 5. inject
-    let names = &shared.header_names;
-    // A session's values are borrowed from its cache entry; a JWT's are made here.
-    let jwt_values = match &identity {
-        Some(jwt @ auth::Identity::Jwt(_)) => Some(auth::identity_headers(names, jwt)),
-        _ => None,
-    };
-    let assertion = match (&identity, &shared.assertion) {
-        (Some(identity), Some(signer)) => auth::assertion(signer, identity, &route.config.name),
-        _ => None,
-    };
-    let mut added: [(&http::HeaderName, &[u8]); 7] = [(&names.jwt, b""); 7];
-    let mut n = 0;
-    if let Some(auth::Identity::Session(live)) = &identity {
-        // `all()` lists the names in `header_bytes`' order (then `X-Auth-Jwt`, left by zip).
-        for (name, value) in names.all().into_iter().zip(live.header_bytes()) {
-            added[n] = (name, value);
-            n += 1;
-        }
-    }
-    for (name, value) in jwt_values.iter().flatten() {
-        if let Some(value) = value {
-            added[n] = (name, value.as_bytes());
-            n += 1;
-        }
-    }
-    if let Some(jwt) = &assertion {
-        added[n] = (&shared.header_names.jwt, jwt.as_bytes());
-        n += 1;
-    }
-    let forwarded_path = upstream_path(route, &path);
-    request::write_head(
-        out,
-        req,
-        &seen,
-        &Additions {
-            path: &forwarded_path,
-            identity: &added[..n],
-            strip_credentials: (!route.config.forward_credentials).then_some(cookie_name),
-            peer_ip: conn.peer_ip.as_bytes(),
-            proto: if conn.tls { "https" } else { "http" },
-            request_id: plan.request_id.as_bytes(),
-            preserve_host: route.config.preserve_host,
-        },
+    let add = inject::Plan::new(
+        shared,
+        conn,
+        route,
+        identity.as_ref(),
+        &path,
+        plan.request_id.as_bytes(),
     );
+    request::write_head(out, req, &seen, &add);
     if shared.access_log
         && let Some(auth::Identity::Session(live)) = &identity
     {

@@ -1,13 +1,13 @@
 //! The fast path's request side: one pass over the head httparse parsed decides whether the
 //! fast path may forward this request (else the connection goes to hyper, see `Handover`) and
 //! notes what the rest of the request needs; `write_head` then writes the head the upstream
-//! receives. The rules are `proxy::headers`' and `auth`'s, applied to raw header lines:
-//! hop-by-hop headers and those named in `Connection`, identity headers in any spelling, and
-//! (from untrusted peers) forwarding headers never reach the upstream; the gateway's own
+//! receives. The decisions are the phases' (`phase::sanitize::fate` for every line,
+//! `phase::inject::Plan` for what is added), applied to raw header lines: the gateway's own
 //! headers are written after the client's, so nothing the client sent can stand in for them.
 
-use crate::proxy::framing::{self, Expectation, content_length, is_withheld_request_header};
-use crate::proxy::headers::{is_forwarding_header, is_hop_by_hop, same_name};
+use crate::phase::inject::{Plan, forwarded_for_chain};
+use crate::phase::sanitize::{Fate, fate, is_forwarding_header, nominates};
+use crate::proxy::framing::{self, Expectation, content_length};
 use http::HeaderName;
 
 /// Headers per request the fast path reads; more goes to hyper (which allows 100).
@@ -67,19 +67,6 @@ impl Handover {
     }
 }
 
-/// What a client header becomes upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Keep,
-    Drop,
-    /// Kept unless it carries the gateway's own token and the route strips credentials.
-    Authorization,
-    /// Kept, or rewritten without the gateway's cookie.
-    Cookie,
-    /// A trusted proxy's `X-Forwarded-For`: joins the chain the gateway writes.
-    ForwardedFor,
-}
-
 /// A request the fast path may forward, as far as its head alone tells.
 pub struct Inspected<'b> {
     pub method: &'b str,
@@ -103,7 +90,8 @@ pub struct Inspected<'b> {
     /// A trusted proxy's `X-Forwarded-Proto` / `-Host`, kept as they are.
     trusted_proto: bool,
     trusted_host: bool,
-    kinds: [Kind; MAX_HEADERS],
+    /// Each line's fate (`Drop` also for the lines `Connection` names).
+    fates: [Fate; MAX_HEADERS],
 }
 
 impl Inspected<'_> {
@@ -111,8 +99,8 @@ impl Inspected<'_> {
     pub fn cookies<'r>(&'r self, req: &'r httparse::Request<'_, '_>) -> impl Iterator<Item = &'r [u8]> + 'r {
         req.headers
             .iter()
-            .zip(self.kinds.iter())
-            .filter(|(_, kind)| **kind == Kind::Cookie)
+            .zip(self.fates.iter())
+            .filter(|(_, fate)| **fate == Fate::Cookie)
             .map(|(h, _)| h.value)
     }
 }
@@ -155,86 +143,56 @@ pub fn inspect<'b>(
         expect_continue: false,
         trusted_proto: false,
         trusted_host: false,
-        kinds: [Kind::Keep; MAX_HEADERS],
+        fates: [Fate::Keep; MAX_HEADERS],
     };
     let (mut hosts, mut host, mut expects) = (0, &b""[..], 0);
     let mut nominated: [&str; MAX_NOMINATED] = [""; MAX_NOMINATED];
     let mut n_nominated = 0;
     for (i, h) in req.headers.iter().enumerate() {
-        let name = h.name;
-        let kind = match name.len() {
-            4 if name.eq_ignore_ascii_case("host") => {
+        let line = fate(h.name, identity, trusted);
+        match line {
+            Fate::Host => {
                 hosts += 1;
                 host = h.value;
-                Kind::Drop
             }
-            14 if name.eq_ignore_ascii_case("content-length") => {
+            Fate::ContentLength => {
                 if out.content_length.is_some() {
                     return Err(Handover::Framing);
                 }
                 out.content_length = Some(content_length(h.value).ok_or(Handover::Framing)?);
-                Kind::Drop
             }
-            17 if name.eq_ignore_ascii_case("transfer-encoding") => return Err(Handover::Framing),
-            7 if name.eq_ignore_ascii_case("upgrade") => {
-                out.upgrade = true;
-                Kind::Drop
-            }
-            6 if name.eq_ignore_ascii_case("expect") => {
-                expects += 1;
-                Kind::Drop
-            }
-            10 if name.eq_ignore_ascii_case("connection") => {
+            Fate::TransferEncoding => return Err(Handover::Framing),
+            Fate::Upgrade => out.upgrade = true,
+            Fate::Expect => expects += 1,
+            Fate::Connection => {
                 let text = crate::auth::header_text(h.value).ok_or(Handover::Connection)?;
-                for token in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                for token in text.split(',').map(str::trim) {
                     if token.eq_ignore_ascii_case("close") {
                         out.close = true;
                     } else if is_read_here(token, trusted) {
                         // The general path strips it before reading credentials and checks.
                         return Err(Handover::Connection);
-                    } else if !is_hop_by_hop(token)
-                        && !token.eq_ignore_ascii_case("host")
-                        && !token.eq_ignore_ascii_case("content-length")
-                    {
+                    } else if nominates(token) {
                         *nominated.get_mut(n_nominated).ok_or(Handover::Connection)? = token;
                         n_nominated += 1;
                     }
                 }
-                Kind::Drop
             }
-            13 if name.eq_ignore_ascii_case("authorization") => {
-                if out.authorization.is_none() {
-                    out.authorization = Some(h.value);
-                }
-                Kind::Authorization
+            Fate::Authorization => {
+                out.authorization.get_or_insert(h.value);
             }
-            6 if name.eq_ignore_ascii_case("cookie") => {
-                out.has_cookie = true;
-                Kind::Cookie
-            }
-            6 if name.eq_ignore_ascii_case("accept") => {
+            Fate::Cookie => out.has_cookie = true,
+            Fate::Accept => {
                 out.accept.get_or_insert(h.value);
-                Kind::Keep
             }
-            _ if is_hop_by_hop(name) || is_withheld_request_header(name) => Kind::Drop,
-            _ if identity.iter().any(|id| same_name(name, id.as_str())) => Kind::Drop,
-            _ if is_forwarding_header(name) => {
-                if !trusted {
-                    Kind::Drop
-                } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-                    Kind::ForwardedFor
-                } else if name.eq_ignore_ascii_case("x-request-id") {
-                    out.request_id.get_or_insert(h.value);
-                    Kind::Drop
-                } else {
-                    out.trusted_proto |= name.eq_ignore_ascii_case("x-forwarded-proto");
-                    out.trusted_host |= name.eq_ignore_ascii_case("x-forwarded-host");
-                    Kind::Keep
-                }
+            Fate::RequestId => {
+                out.request_id.get_or_insert(h.value);
             }
-            _ => Kind::Keep,
-        };
-        *out.kinds.get_mut(i).ok_or(Handover::TooManyHeaders)? = kind;
+            Fate::ForwardedProto => out.trusted_proto = true,
+            Fate::ForwardedHost => out.trusted_host = true,
+            Fate::Keep | Fate::Drop | Fate::ForwardedFor => {}
+        }
+        *out.fates.get_mut(i).ok_or(Handover::TooManyHeaders)? = line;
     }
     // `framing::single_host`'s rule, from the count and the one value.
     if hosts != 1 {
@@ -253,9 +211,9 @@ pub fn inspect<'b>(
     }
     if n_nominated > 0 {
         let named = &nominated[..n_nominated];
-        for (h, kind) in req.headers.iter().zip(out.kinds.iter_mut()) {
-            if *kind != Kind::Drop && named.iter().any(|t| t.eq_ignore_ascii_case(h.name)) {
-                *kind = Kind::Drop;
+        for (h, fate) in req.headers.iter().zip(out.fates.iter_mut()) {
+            if !fate.removed() && named.iter().any(|t| t.eq_ignore_ascii_case(h.name)) {
+                *fate = Fate::Drop;
             }
         }
     }
@@ -273,58 +231,38 @@ fn is_read_here(name: &str, trusted: bool) -> bool {
         || (trusted && is_forwarding_header(name))
 }
 
-/// What the gateway adds to a forwarded request, decided by the pipeline's phases.
-pub struct Additions<'a> {
-    /// The path sent upstream (normalized, maybe without the route's prefix).
-    pub path: &'a str,
-    /// Identity headers (and `X-Auth-Jwt`), as name and value.
-    pub identity: &'a [(&'a HeaderName, &'a [u8])],
-    /// Remove the gateway's own bearer token and cookie (`cookie_name`).
-    pub strip_credentials: Option<&'a str>,
-    pub peer_ip: &'a [u8],
-    pub proto: &'static str,
-    pub request_id: &'a [u8],
-    /// `Host` as the client sent it (`preserve_host`), else written per target later.
-    pub preserve_host: bool,
-}
-
-/// Writes the upstream request head into `out`, all but the target's `Host` (if not preserved)
-/// and the final blank line: those are `finish_head`'s, once a target is picked.
-pub fn write_head(
-    out: &mut Vec<u8>,
-    req: &httparse::Request<'_, '_>,
-    seen: &Inspected<'_>,
-    add: &Additions<'_>,
-) {
+/// Writes the upstream request head into `out`: the client's lines as their fates say, then
+/// what `plan` adds; all but the target's `Host` (if not preserved) and the final blank line,
+/// which are `finish_head`'s once a target is picked.
+pub fn write_head(out: &mut Vec<u8>, req: &httparse::Request<'_, '_>, seen: &Inspected<'_>, plan: &Plan<'_>) {
     out.clear();
     out.extend_from_slice(seen.method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(add.path.as_bytes());
+    out.extend_from_slice(plan.path.as_bytes());
     if let Some(q) = seen.query {
         out.push(b'?');
         out.extend_from_slice(q.as_bytes());
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (h, kind) in req.headers.iter().zip(seen.kinds.iter()) {
-        match kind {
-            Kind::Drop => {}
-            Kind::Keep => lower_line(out, h.name.as_bytes(), h.value),
-            // As `auth::remove_credentials`: a line with the gateway's own token goes.
-            Kind::Authorization => {
-                if add.strip_credentials.is_none() || !crate::auth::is_own_authorization(h.value) {
-                    lower_line(out, h.name.as_bytes(), h.value);
-                }
+    for (h, fate) in req.headers.iter().zip(seen.fates.iter()) {
+        match fate {
+            Fate::Keep | Fate::Accept | Fate::ForwardedProto | Fate::ForwardedHost => {
+                lower_line(out, h.name.as_bytes(), h.value)
             }
-            Kind::Cookie => {
-                if add.strip_credentials.is_none() {
-                    lower_line(out, h.name.as_bytes(), h.value);
-                }
+            // As `auth::remove_credentials`: a line with the gateway's own token goes; the
+            // cookies are written below without the gateway's.
+            Fate::Authorization
+                if plan.strip_credentials.is_none() || !crate::auth::is_own_authorization(h.value) =>
+            {
+                lower_line(out, h.name.as_bytes(), h.value)
             }
-            // A trusted proxy's chain: written below, extended with the peer's address.
-            Kind::ForwardedFor => {}
+            Fate::Cookie if plan.strip_credentials.is_none() => lower_line(out, h.name.as_bytes(), h.value),
+            // A trusted proxy's chain: written below, extended with the peer's address. The
+            // rest are dropped, or written by the gateway (`Host`, `Content-Length`).
+            _ => {}
         }
     }
-    if let Some(name) = add.strip_credentials
+    if let Some(name) = plan.strip_credentials
         && seen.has_cookie
     {
         let kept = crate::auth::cookies_without(seen.cookies(req), name);
@@ -332,33 +270,32 @@ pub fn write_head(
             line(out, b"cookie", kept.as_bytes());
         }
     }
-    for (name, value) in add.identity {
-        line(out, name.as_str().as_bytes(), value);
-    }
+    plan.identity
+        .for_each(|name, value| line(out, name.as_str().as_bytes(), value));
     out.extend_from_slice(b"x-forwarded-for: ");
-    let chain = req.headers.iter().zip(seen.kinds.iter());
+    let chain = req.headers.iter().zip(seen.fates.iter());
     let chain = chain
-        .filter(|(_, kind)| **kind == Kind::ForwardedFor)
+        .filter(|(_, fate)| **fate == Fate::ForwardedFor)
         .map(|(h, _)| h.value);
-    for entry in crate::proxy::headers::forwarded_for_chain(chain) {
+    for entry in forwarded_for_chain(chain) {
         out.extend_from_slice(entry.as_bytes());
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(add.peer_ip);
+    out.extend_from_slice(plan.peer_ip.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !seen.trusted_proto {
-        line(out, b"x-forwarded-proto", add.proto.as_bytes());
+        line(out, b"x-forwarded-proto", plan.proto.as_bytes());
     }
     if !seen.trusted_host {
         line(out, b"x-forwarded-host", seen.host.as_bytes());
     }
-    line(out, b"x-request-id", add.request_id);
+    line(out, b"x-request-id", plan.request_id);
     if let Some(n) = seen.content_length {
         out.extend_from_slice(b"content-length: ");
         out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if add.preserve_host {
+    if plan.preserve_host {
         line(out, b"host", seen.host.as_bytes());
     }
 }
@@ -421,6 +358,7 @@ fn plain_uri_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::phase::inject::Injection;
 
     fn ids() -> Vec<HeaderName> {
         vec![
@@ -443,18 +381,18 @@ mod tests {
         with_head(raw, |req| {
             let seen = inspect(req, &ids(), trusted).unwrap();
             let user = HeaderName::from_static("x-auth-user");
-            let identity = [(&user, &b"alice"[..])];
-            let add = Additions {
-                path: seen.path,
-                identity: &identity,
+            let peer_ip = http::HeaderValue::from_static("192.0.2.1");
+            let plan = Plan {
+                path: seen.path.into(),
+                identity: Injection::one(&user, http::HeaderValue::from_static("alice")),
                 strip_credentials: strip,
-                peer_ip: b"192.0.2.1",
+                peer_ip: &peer_ip,
                 proto: "https",
                 request_id: b"rid",
                 preserve_host: true,
             };
             let mut out = Vec::new();
-            write_head(&mut out, req, &seen, &add);
+            write_head(&mut out, req, &seen, &plan);
             finish_head(&mut out, None);
             String::from_utf8(out).unwrap()
         })

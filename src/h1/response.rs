@@ -4,9 +4,9 @@
 //! dropped as `proxy::headers::sanitize_response` drops them; the gateway adds `X-Request-Id`
 //! and, when the upstream sent none, `Date` (as hyper's server does on the general path).
 
+use crate::phase::sanitize::is_hop_by_hop;
 use crate::proxy::framing::ResponseFraming;
 pub use crate::proxy::framing::{BadResponse, Framing};
-use crate::proxy::headers::is_hop_by_hop;
 
 /// Response headers the fast path reads; more is a 502 (hyper's client allows 100).
 pub const MAX_HEADERS: usize = 100;

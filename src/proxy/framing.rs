@@ -10,8 +10,6 @@
 //! - **Response framing** (RFC 9112 §6.3): one `Content-Length` at most reaches the client,
 //!   `Transfer-Encoding` wins over `Content-Length`, and anything ambiguous is a 502.
 
-use super::headers::same_name;
-
 /// RFC 9110 `tchar`: the bytes of a token.
 pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -165,25 +163,6 @@ pub fn switched_to(requested: &str, upgrade: Option<&[u8]>) -> bool {
     upgrade
         .and_then(crate::auth::header_text)
         .is_some_and(|u| protocol_name(u.trim()).eq_ignore_ascii_case(protocol_name(requested)))
-}
-
-/// Request headers the gateway never forwards beyond the hop-by-hop ones: `Expect` (it answers
-/// the expectation itself); `X-Original-URL` and `X-Rewrite-URL` in any spelling (some origins
-/// — IIS URL Rewrite, Symfony — serve the path they name instead of the request's, past the
-/// route the gateway chose by the request's); and, spelt with `_` for `-`, the names that frame
-/// a message or belong to one hop (an origin that folds `_` into `-` would read them as the
-/// real ones). Runs on every header: lengths first.
-pub fn is_withheld_request_header(name: &str) -> bool {
-    let folded = |names: &[&str]| name.contains('_') && names.iter().any(|h| same_name(name, h));
-    match name.len() {
-        6 => name.eq_ignore_ascii_case("expect"),
-        13 => same_name(name, "x-rewrite-url"),
-        14 => same_name(name, "x-original-url") || folded(&["content-length", "http2-settings"]),
-        10 => folded(&["keep-alive"]),
-        16 => folded(&["proxy-connection"]),
-        17 => folded(&["transfer-encoding"]),
-        _ => false,
-    }
 }
 
 /// Whether a request's `Transfer-Encoding` values are ones the gateway forwards: `chunked`
@@ -401,21 +380,6 @@ mod tests {
         assert_eq!(tunnel(one("upgrade"), one("foo/3"), &versioned), None);
         assert!(switched_to("websocket", Some(b"WebSocket")));
         assert!(!switched_to("websocket", Some(b"h2c")) && !switched_to("websocket", None));
-    }
-
-    #[test]
-    fn withheld_headers() {
-        for name in [
-            "Expect",
-            "Transfer_Encoding",
-            "content_length",
-            "HOST_",
-            "http2_settings",
-            "Connection_",
-        ] {
-            let withheld = is_withheld_request_header(name);
-            assert_eq!(withheld, name != "HOST_" && name != "Connection_", "{name}");
-        }
     }
 
     #[test]

@@ -1,62 +1,16 @@
-//! Header hygiene on the forwarding path (SPEC §1.3, §1.9). The order is the security rule:
-//! everything the client may not send is removed first — hop-by-hop headers and every header
-//! named in `Connection`, identity headers in any spelling (`X-Auth-User`, `x_auth_user`),
-//! forwarding headers from untrusted peers — and only then does the gateway add its own, so a
-//! client's `Connection: close, X-Forwarded-For, X-Auth-User` can never remove what the gateway sets.
+//! Phases 3 and 5 on hyper's path: what `phase::sanitize` decides removed from a request's
+//! `HeaderMap`, and a `phase::inject::Plan` applied to it (the fast path applies the same
+//! decisions to raw lines in `h1::request`); and an upstream response's hop-by-hop headers.
 
+use crate::auth;
+use crate::phase::inject::{Plan, forwarded_for_chain};
+use crate::phase::sanitize::{HOP_BY_HOP, fate, nominates};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-
-/// RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones proxies also drop, and
-/// HTTP/2's connection-specific `HTTP2-Settings` (RFC 9113 §3.2.1: only for an h2c upgrade).
-static HOP_BY_HOP: [HeaderName; 10] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("http2-settings"),
-];
-
-/// Whether `name` (any case) is one of the hop-by-hop headers.
-pub fn is_hop_by_hop(name: &str) -> bool {
-    // Most names have a length none of them has: one comparison, not nine.
-    matches!(name.len(), 2 | 7 | 10 | 14 | 16 | 17 | 18 | 19)
-        && HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_str()))
-}
-
-/// Headers a `Connection` option may not remove: the gateway needs them to route and frame.
-static NOT_NOMINATABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Names compared ignoring ASCII case, with `-` and `_` as the same character; `lower` must be
-/// lower-case with `-`.
-pub fn same_name(name: &str, lower: &str) -> bool {
-    name.len() == lower.len()
-        && name
-            .bytes()
-            .zip(lower.bytes())
-            .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
-}
-
-fn starts_with_name(name: &str, lower_prefix: &str) -> bool {
-    name.len() >= lower_prefix.len() && same_name(&name[..lower_prefix.len()], lower_prefix)
-}
-
-/// Headers that only a trusted proxy may send: they claim facts about the connection.
-pub fn is_forwarding_header(name: &str) -> bool {
-    same_name(name, "forwarded")
-        || starts_with_name(name, "x-forwarded-")
-        || same_name(name, "x-real-ip")
-        || same_name(name, "x-request-id")
-}
 
 /// Removes hop-by-hop headers and those named in `Connection`. One pass over the (few) names
 /// present decides what goes, so the common message (none of these, or only `Connection:
@@ -79,8 +33,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The headers a `Connection` header names, beyond the hop-by-hop ones removed anyway and the
-/// ones it may not remove; `close` and `keep-alive` (the usual options) are skipped unparsed.
+/// The headers a `Connection` header names (`phase::sanitize::nominates`).
 fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
         .get_all(header::CONNECTION)
@@ -88,39 +41,54 @@ fn nominated(headers: &HeaderMap) -> Vec<HeaderName> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
-        .filter(|t| !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h.as_str())))
+        .filter(|t| nominates(t))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|name| !NOT_NOMINATABLE.contains(name))
         .collect()
 }
 
-/// Strips, from a client's request, hop-by-hop headers, identity headers (any `_`/`-` spelling),
-/// the headers the gateway withholds (`Expect`, framing names spelt with `_`) and, unless the
-/// peer is a trusted proxy, forwarding headers.
+/// Phase 3: removes from a client's request every header whose fate is removal
+/// (`phase::sanitize::fate`), and those its `Connection` names.
 pub fn sanitize_request(headers: &mut HeaderMap, identity: &[HeaderName], trusted_peer: bool) {
-    remove_hop_by_hop(headers);
-    let doomed: Vec<HeaderName> = headers
+    let mut doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let n = name.as_str();
-            identity.iter().any(|id| same_name(n, id.as_str()))
-                || (!trusted_peer && is_forwarding_header(n))
-                || super::framing::is_withheld_request_header(n)
-        })
+        .filter(|name| fate(name.as_str(), identity, trusted_peer).removed())
         .cloned()
         .collect();
+    if doomed.contains(&header::CONNECTION) {
+        doomed.extend(nominated(headers));
+    }
     for name in doomed {
         headers.remove(&name);
     }
 }
 
-/// The lines of a trusted proxy's `X-Forwarded-For` that the gateway extends (both paths):
-/// those that are text and not empty; any other line is dropped.
-pub fn forwarded_for_chain<'a>(values: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a str> {
-    values
-        .filter_map(crate::auth::header_text)
-        .filter(|v| !v.trim().is_empty())
+/// Phase 5: applies `plan` to a sanitized request's headers (`host`: the request's authority,
+/// as sent; `trusted_peer`: a trusted proxy's forwarding facts are kept).
+pub fn apply(headers: &mut HeaderMap, plan: &Plan<'_>, trusted_peer: bool, host: Option<HeaderValue>) {
+    // Room for what is added, so the map grows once at most.
+    headers.reserve(12);
+    plan.identity.insert_into(headers);
+    if let Some(cookie_name) = plan.strip_credentials {
+        auth::remove_credentials(headers, cookie_name);
+    }
+    // Visible ASCII by construction (`phase::request_id`).
+    let request_id = HeaderValue::from_bytes(plan.request_id).unwrap_or(HeaderValue::from_static("-"));
+    add_forwarding(
+        headers,
+        plan.peer_ip,
+        trusted_peer,
+        plan.proto,
+        host.as_ref(),
+        &request_id,
+    );
+    match (host, plan.preserve_host) {
+        (Some(v), true) => {
+            headers.insert(header::HOST, v);
+        }
+        _ => {
+            headers.remove(header::HOST);
+        }
+    }
 }
 
 /// Adds `X-Forwarded-For` (appended to a trusted proxy's), `X-Forwarded-Proto`,
@@ -268,16 +236,6 @@ mod tests {
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "198.51.100.7, 10.0.0.1");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
-    }
-
-    #[test]
-    fn hop_by_hop_names_in_any_case() {
-        for h in &HOP_BY_HOP {
-            assert!(is_hop_by_hop(h.as_str()) && is_hop_by_hop(&h.as_str().to_uppercase()));
-        }
-        for other in ["host", "x-te", "upgrades", "connection2", "content-length"] {
-            assert!(!is_hop_by_hop(other), "{other}");
-        }
     }
 
     #[test]

@@ -1,0 +1,61 @@
+//! Phase 1, route: the normalized path, then the gateway's own endpoints, else the route by
+//! host and longest prefix; and the path the chosen route's upstream is sent.
+
+use crate::error::GatewayError;
+use crate::gateway::{Route, Shared};
+use crate::route;
+use std::borrow::Cow;
+
+/// Where a request goes.
+pub enum Routed<'p> {
+    /// The gateway's own endpoints (session API, JWKS), by their path within the API.
+    Endpoint(String),
+    /// A route (its index in the table), and the normalized path.
+    Route { index: usize, path: Cow<'p, str> },
+}
+
+/// Routes a request by its raw path (before `?`) and its authority (`Host`, an absolute-form
+/// target's, or HTTP/2's `:authority`; empty when there is none): 400 `bad_path` for a path
+/// that does not normalize, 404 `no_route` when no route matches.
+pub fn route<'p>(shared: &Shared, raw_path: &'p str, authority: &str) -> Result<Routed<'p>, GatewayError> {
+    let path = route::normalize_path(raw_path).map_err(|e| GatewayError::BadPath(e.message()))?;
+    if let Some(api_path) = crate::api::owns(shared, &path) {
+        return Ok(Routed::Endpoint(api_path.to_string()));
+    }
+    let host = route::host_of(authority);
+    let index = shared
+        .routes
+        .table
+        .find(&host, &path)
+        .ok_or(GatewayError::NoRoute)?;
+    Ok(Routed::Route { index, path })
+}
+
+/// The normalized path as the upstream sees it: without the route's prefix with
+/// `strip_prefix`; otherwise a prefix matched leniently (`/Admin;x/`, `/admin./` for `/admin`,
+/// `route::prefix_match`) is sent as the route spells it, so the origin serves the path the
+/// route's policy was decided for (a case-sensitive origin would serve `/admin/Login/x` under
+/// `/admin`, not under a public `/admin/login`).
+pub fn upstream_path<'p>(route: &Route, path: &'p str) -> Cow<'p, str> {
+    let prefix = route.config.path_prefix.trim_end_matches('/');
+    let covered = if prefix.is_empty() {
+        Some(0)
+    } else {
+        route::prefix_match(prefix, path)
+    };
+    let Some((matched, rest)) = covered.and_then(|at| path.split_at_checked(at)) else {
+        return Cow::Borrowed(path);
+    };
+    if !route.config.strip_prefix {
+        return if matched == prefix {
+            Cow::Borrowed(path)
+        } else {
+            Cow::Owned(format!("{prefix}{rest}"))
+        };
+    }
+    if rest.starts_with('/') {
+        Cow::Borrowed(rest)
+    } else {
+        Cow::Owned(format!("/{rest}"))
+    }
+}
