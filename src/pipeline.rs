@@ -12,7 +12,7 @@ use crate::phase::authorize::{Ask, authorize};
 use crate::phase::log::{Done, Trace, finish};
 use crate::phase::request_id::request_id;
 use crate::phase::route::Routed;
-use crate::phase::{self, frame, inject};
+use crate::phase::{self, forward, frame, inject};
 use crate::proxy::framing;
 use crate::proxy::headers::{self, X_REQUEST_ID};
 use crate::proxy::request_body::UpstreamBody;
@@ -206,7 +206,7 @@ async fn proxy(
         &worker.pool,
         index,
         &route.upstreams,
-        route.config.timeout,
+        forward::deadline(route),
         req,
     ))
     .await;

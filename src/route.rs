@@ -144,7 +144,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 /// parameters dropped (Tomcat, Jetty, Spring: `/admin;x/y` is `/admin/y`), trailing dots and
 /// spaces dropped (Windows, IIS), ASCII case ignored (case-insensitive file systems). What is
 /// forwarded is the path as normalized, its covered part as the route spells it
-/// (`pipeline::upstream_path`).
+/// (`phase::route::upstream_path`).
 pub fn prefix_match(prefix: &str, path: &str) -> Option<usize> {
     // The common case: the prefix as it is.
     if let Some(rest) = path.strip_prefix(prefix)

@@ -67,8 +67,8 @@ where
     let sending = Instant::now();
     // The target being tried, known even when the timeout drops the exchange.
     let mut target = None;
-    let exchanged = tokio::time::timeout(
-        route.config.timeout,
+    let exchanged = tokio::time::timeout_at(
+        crate::phase::forward::deadline(route),
         exchange(io, b, worker, plan, watch, sending, &mut target),
     )
     .await;

@@ -1,6 +1,6 @@
 //! The HTTP/1.1 fast path: portcullis's own HTTP/1.1 for the request that dominates a gateway's
 //! traffic — an HTTP/1.1 request to a route, with no body or a `Content-Length` body. Such a request is read with httparse (hyper's parser), decided by the
-//! same phases as `pipeline` (`plan`), and forwarded over a raw pooled upstream connection whose
+//! same phases as `pipeline` (`phase`, via `plan`), and forwarded over a raw pooled upstream connection whose
 //! response is relayed back (`forward`), all in the connection's own task. Why it exists:
 //! measured on this project's 2-core machines, hyper's server and client on both sides of the
 //! gateway cost more CPU per request than nginx spends in all; without them the gateway

@@ -26,15 +26,16 @@
 //!    `X-Forwarded-*`, `X-Request-Id`, `Host` per `preserve_host`, the upstream path. The fast
 //!    path writes a plan as bytes (`h1::request::write_head`), hyper's path into a `HeaderMap`
 //!    (`proxy::headers::apply`).
-//! 6. **forward** — target order (`proxy::upstream::Upstreams::order`: the picked target, then
-//!    one other once it is marked down) and one deadline, the route's `timeout`, until the
-//!    response head (504); each transport sends its own way (`h1::forward`,
-//!    `proxy::upstream::send`).
+//! 6. **forward** (`forward::deadline`) — target order (`proxy::upstream::Upstreams::order`:
+//!    the picked target, then one other once it is marked down) and one deadline, the route's
+//!    `timeout`, until the response head (504); each transport sends its own way
+//!    (`h1::forward`, `proxy::upstream::send`).
 //! 7. **log** (`log::finish`) — the request's metrics and one access-log line.
 //!
 //! Every refusal is a `GatewayError`, rendered per transport and per client (`error`).
 
 pub mod authorize;
+pub mod forward;
 pub mod frame;
 pub mod inject;
 pub mod log;

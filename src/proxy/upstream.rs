@@ -222,13 +222,12 @@ pub async fn send(
     pool: &Arc<HyperPool>,
     route_index: usize,
     upstreams: &Upstreams,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     mut req: Request<UpstreamBody>,
 ) -> Sent {
     *req.version_mut() = Version::HTTP_11;
-    // One `timeout` for the request, from the first connection attempt, across retries (as the
-    // fast path); a target that cannot be reached hands the unsent request back for the next.
-    let deadline = tokio::time::Instant::now() + timeout;
+    // One deadline across retries (`phase::forward`); a target that cannot be reached hands
+    // the unsent request back for the next.
     let mut tried = 0;
     for i in upstreams.order() {
         tried = i;
