@@ -35,13 +35,6 @@ pub enum Parsed {
     Final(Head),
 }
 
-/// What an upstream header becomes for the client.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Keep,
-    Drop,
-}
-
 /// What the client's response head carries besides the upstream's headers.
 pub struct Extra<'a> {
     pub request_id: &'a [u8],
@@ -83,18 +76,20 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
     let mut upstream_close = !http11;
     let mut has_date = false;
     let mut nominated = false;
-    // One pass names each header; the writing pass below reads the names back.
-    let mut kinds = [Kind::Keep; MAX_HEADERS];
-    for (h, kind) in resp.headers.iter().zip(kinds.iter_mut()) {
+    // One pass decides whether each header reaches the client (as `proxy::headers::
+    // sanitize_response` and `framing::frame_response` do on hyper's path); the writing pass
+    // below reads the decisions back.
+    let mut keep = [true; MAX_HEADERS];
+    for (h, kept) in resp.headers.iter().zip(keep.iter_mut()) {
         let name = h.name;
-        *kind = match name.len() {
+        *kept = match name.len() {
             14 if name.eq_ignore_ascii_case("content-length") => {
                 rule.content_length(h.value);
-                Kind::Drop
+                false
             }
             17 if name.eq_ignore_ascii_case("transfer-encoding") => {
                 rule.transfer_encoding(h.value, http11);
-                Kind::Drop
+                false
             }
             10 if name.eq_ignore_ascii_case("connection") => {
                 let text = crate::auth::header_text(h.value).unwrap_or("");
@@ -108,15 +103,15 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
                         nominated = true;
                     }
                 }
-                Kind::Drop
+                false
             }
             4 if name.eq_ignore_ascii_case("date") => {
                 has_date = true;
-                Kind::Keep
+                true
             }
-            12 if name.eq_ignore_ascii_case("x-request-id") => Kind::Drop,
-            _ if is_hop_by_hop(name) => Kind::Drop,
-            _ => Kind::Keep,
+            12 if name.eq_ignore_ascii_case("x-request-id") => false,
+            _ if is_hop_by_hop(name) => false,
+            _ => true,
         };
     }
     let trustworthy = rule.trustworthy();
@@ -148,8 +143,8 @@ pub fn parse(buf: &[u8], out: &mut Vec<u8>, extra: &Extra<'_>) -> Result<Parsed,
                 .flat_map(|v| v.split(','))
                 .any(|t| t.trim().eq_ignore_ascii_case(name))
     };
-    for (h, kind) in resp.headers.iter().zip(kinds.iter()) {
-        if *kind == Kind::Keep && !named(h.name) {
+    for (h, kept) in resp.headers.iter().zip(keep.iter()) {
+        if *kept && !named(h.name) {
             line(out, h.name.as_bytes(), h.value);
         }
     }

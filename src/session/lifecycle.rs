@@ -9,7 +9,7 @@
 
 use super::cache::{CachedSession, CreateError, Meta, Sessions};
 use super::store::StoreError;
-use super::token::{self, Kind, Minted, Parsed, SessionId, TokenError};
+use super::token::{self, Purpose, Minted, Parsed, SessionId, TokenError};
 use super::{Session, State, UsedReissue, User, now, now_ms};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -121,7 +121,7 @@ impl Sessions {
 
     /// A fresh reissue token for `id`, recorded in `session`.
     fn new_reissue(&self, session: &mut Session, id: SessionId, now: u64) -> Result<Minted, TokenError> {
-        let reissue = self.keys.mint_random(Kind::Reissue, id)?;
+        let reissue = self.keys.mint_random(Purpose::Reissue, id)?;
         session.reissue_hash = Some(token::hex(&reissue.secret_hash));
         session.reissue_expires = now.saturating_add(self.settings.reissue_ttl.as_secs());
         session.previous_reissue = None;
@@ -335,7 +335,7 @@ impl Sessions {
     /// again within `reissue_grace` of its use it yields the same pair (a race, not theft);
     /// later, or any older token of the session, destroys the session everywhere.
     pub async fn reissue(&self, presented: &str) -> Result<Reissued, CreateError> {
-        let Some(parsed) = Parsed::of(Kind::Reissue, presented) else {
+        let Some(parsed) = Parsed::of(Purpose::Reissue, presented) else {
             return Ok(Reissued::Invalid);
         };
         if !self.keys.genuine(&parsed) {

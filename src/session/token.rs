@@ -8,7 +8,7 @@
 //!   logged and injected) and cannot be turned into a token without the secret.
 //! - Extraction never panics and never allocates for hostile input beyond the fixed-size parse.
 //! - Reissue tokens (SPEC §2.3) have the same shape with `pcr_` and their own tag domain, so one
-//!   kind can never be presented as the other. The pair a reissue hands out is derived from the
+//!   purpose can never be presented as the other. The pair a reissue hands out is derived from the
 //!   used reissue secret (HMAC with the first key), so a racing second presenter within the
 //!   grace window receives the same pair without the store ever holding a token.
 //! - A pending session's id is derived from its user code (HMAC), so the login page finds the
@@ -24,25 +24,25 @@ const RAW_LEN: usize = 16 + 32 + 16;
 
 /// What a token is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum Purpose {
     /// Presented on every request (`Authorization: Bearer`, the cookie).
     Auth,
     /// Presented once to `POST /sessions/reissue`.
     Reissue,
 }
 
-impl Kind {
+impl Purpose {
     fn prefix(self) -> &'static str {
         match self {
-            Kind::Auth => PREFIX,
-            Kind::Reissue => REISSUE_PREFIX,
+            Purpose::Auth => PREFIX,
+            Purpose::Reissue => REISSUE_PREFIX,
         }
     }
 
     fn domain(self) -> &'static [u8] {
         match self {
-            Kind::Auth => b"pc1",
-            Kind::Reissue => b"pcr",
+            Purpose::Auth => b"pc1",
+            Purpose::Reissue => b"pcr",
         }
     }
 }
@@ -132,9 +132,9 @@ impl TokenKeys {
         }
     }
 
-    fn tag(key: &hmac::Key, kind: Kind, id: &[u8], secret: &[u8]) -> [u8; 16] {
+    fn tag(key: &hmac::Key, purpose: Purpose, id: &[u8], secret: &[u8]) -> [u8; 16] {
         let mut out = [0u8; 16];
-        out.copy_from_slice(&Self::mac(key, kind.domain(), id, secret)[..16]);
+        out.copy_from_slice(&Self::mac(key, purpose.domain(), id, secret)[..16]);
         out
     }
 
@@ -152,15 +152,15 @@ impl TokenKeys {
         self.keys.first().ok_or(TokenError::NoKey)
     }
 
-    /// A token of `kind` for `id` with this secret.
-    pub fn mint_with(&self, kind: Kind, id: SessionId, secret: &[u8; 32]) -> Result<Minted, TokenError> {
-        let tag = Self::tag(self.first()?, kind, &id, secret);
+    /// A token of `purpose` for `id` with this secret.
+    pub fn mint_with(&self, purpose: Purpose, id: SessionId, secret: &[u8; 32]) -> Result<Minted, TokenError> {
+        let tag = Self::tag(self.first()?, purpose, &id, secret);
         let mut raw = [0u8; RAW_LEN];
         raw[..16].copy_from_slice(&id);
         raw[16..48].copy_from_slice(secret);
         raw[48..].copy_from_slice(&tag);
         let mut token = String::with_capacity(TOKEN_LEN);
-        token.push_str(kind.prefix());
+        token.push_str(purpose.prefix());
         URL_SAFE_NO_PAD.encode_string(raw, &mut token);
         Ok(Minted {
             token,
@@ -169,11 +169,11 @@ impl TokenKeys {
         })
     }
 
-    /// A fresh random secret of `kind` for `id`.
-    pub fn mint_random(&self, kind: Kind, id: SessionId) -> Result<Minted, TokenError> {
+    /// A fresh random secret of `purpose` for `id`.
+    pub fn mint_random(&self, purpose: Purpose, id: SessionId) -> Result<Minted, TokenError> {
         let mut secret = [0u8; 32];
         random_bytes(&mut secret)?;
-        self.mint_with(kind, id, &secret)
+        self.mint_with(purpose, id, &secret)
     }
 
     /// The auth and reissue tokens that follow the reissue token with `used_secret`.
@@ -203,8 +203,8 @@ impl TokenKeys {
         let auth = Self::mac(key, b"pc1-next-auth", &id, used_secret);
         let reissue = Self::mac(key, b"pc1-next-reissue", &id, used_secret);
         Ok((
-            self.mint_with(Kind::Auth, id, &auth)?,
-            self.mint_with(Kind::Reissue, id, &reissue)?,
+            self.mint_with(Purpose::Auth, id, &auth)?,
+            self.mint_with(Purpose::Reissue, id, &reissue)?,
         ))
     }
 
@@ -230,7 +230,7 @@ impl TokenKeys {
 
     /// A new token (new secret) for an existing session id: renewing rotates the secret.
     pub fn mint_for(&self, id: SessionId) -> Result<Minted, TokenError> {
-        self.mint_random(Kind::Auth, id)
+        self.mint_random(Purpose::Auth, id)
     }
 
     /// Checks a presented token completely (shape and tag) without any store lookup.
@@ -243,25 +243,25 @@ impl TokenKeys {
     pub fn genuine(&self, parsed: &Parsed) -> bool {
         let (id, secret, tag) = parsed.parts();
         self.keys.iter().any(|k| {
-            constant_time::verify_slices_are_equal(&Self::tag(k, parsed.kind, id, secret), tag).is_ok()
+            constant_time::verify_slices_are_equal(&Self::tag(k, parsed.purpose, id, secret), tag).is_ok()
         })
     }
 }
 
 /// A token split into its parts, tag not yet checked.
 pub struct Parsed {
-    kind: Kind,
+    purpose: Purpose,
     raw: [u8; RAW_LEN + 2],
 }
 
 impl Parsed {
     /// An auth token's shape only: prefix, length, base64url.
     pub fn new(token: &str) -> Option<Parsed> {
-        Parsed::of(Kind::Auth, token)
+        Parsed::of(Purpose::Auth, token)
     }
 
-    pub fn of(kind: Kind, token: &str) -> Option<Parsed> {
-        let prefix = kind.prefix();
+    pub fn of(purpose: Purpose, token: &str) -> Option<Parsed> {
+        let prefix = purpose.prefix();
         if token.len() != TOKEN_LEN || !token.starts_with(prefix) {
             return None;
         }
@@ -269,7 +269,7 @@ impl Parsed {
         let n = URL_SAFE_NO_PAD
             .decode_slice(&token.as_bytes()[prefix.len()..], &mut raw)
             .ok()?;
-        (n == RAW_LEN).then_some(Parsed { kind, raw })
+        (n == RAW_LEN).then_some(Parsed { purpose, raw })
     }
 
     pub fn secret(&self) -> [u8; 32] {
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn kinds_do_not_cross_and_next_pairs_are_deterministic() {
         let keys = TokenKeys::new(&[b"k1-0123456789abcdef0123456789abcdef".as_slice()]);
-        let r = keys.mint_random(Kind::Reissue, [7; 16]).unwrap();
+        let r = keys.mint_random(Purpose::Reissue, [7; 16]).unwrap();
         assert!(r.token.starts_with("pcr_"));
         assert!(
             keys.verify(&r.token).is_none(),
@@ -381,7 +381,7 @@ mod tests {
         );
         let as_auth = format!("pc1_{}", &r.token[4..]);
         assert!(keys.verify(&as_auth).is_none(), "nor does renaming it make one");
-        let parsed = Parsed::of(Kind::Reissue, &r.token).unwrap();
+        let parsed = Parsed::of(Purpose::Reissue, &r.token).unwrap();
         assert!(keys.genuine(&parsed));
         let (a1, r1) = keys.next_pair([7; 16], &parsed.secret()).unwrap();
         let (a2, r2) = keys.next_pair([7; 16], &parsed.secret()).unwrap();
