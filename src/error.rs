@@ -188,6 +188,16 @@ impl ApiError {
         )
     }
 
+    /// 503 `token_unavailable`: the gateway could not mint a token (its random number generator
+    /// failed); the store is fine, and the cause is logged.
+    pub fn token_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "token_unavailable",
+            "the gateway could not make a token; try again",
+        )
+    }
+
     /// 409 `conflict`: the session kept changing under a compare-and-set; the store is fine.
     pub fn conflict() -> ApiError {
         ApiError::new(
@@ -260,12 +270,17 @@ impl From<&StoreError> for ApiError {
 }
 
 /// A session that could not be made or changed: a compare-and-set that kept losing is a
-/// conflict; a store failure (or a token that could not be minted) is unavailability.
+/// conflict; a store failure is the store's unavailability; a token that could not be minted
+/// is the gateway's own (logged here: the answer names no cause).
 impl From<&CreateError> for ApiError {
     fn from(e: &CreateError) -> ApiError {
         match e {
             CreateError::Conflict => ApiError::conflict(),
-            CreateError::Store(_) | CreateError::Token(_) => ApiError::store_unavailable(),
+            CreateError::Store(_) => ApiError::store_unavailable(),
+            CreateError::Token(why) => {
+                tracing::error!(error = %why, "a session token could not be minted");
+                ApiError::token_unavailable()
+            }
         }
     }
 }
