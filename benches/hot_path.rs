@@ -7,9 +7,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis::session::User;
+use portcullis::session::backend::Store;
 use portcullis::session::cache::{CacheSettings, Found, SessionSettings, Sessions};
 use portcullis::session::memory::MemoryStore;
-use portcullis::session::store::Store;
 use portcullis::session::token::{Parsed, TokenKeys};
 use std::hint::black_box;
 use std::time::Duration;

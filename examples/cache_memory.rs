@@ -10,9 +10,9 @@
 
 use portcullis::metrics::Metrics;
 use portcullis::session::User;
+use portcullis::session::backend::Store;
 use portcullis::session::cache::{CacheSettings, Found, SessionSettings, Sessions};
 use portcullis::session::memory::MemoryStore;
-use portcullis::session::store::Store;
 use portcullis::session::token::TokenKeys;
 use std::time::Duration;
 

@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
+use portcullis::session::backend::Store;
 use portcullis::session::embedded::EmbeddedStore;
 use portcullis::session::memory::MemoryStore;
 use portcullis::session::redis::RedisStore;
-use portcullis::session::store::Store;
 use portcullis::session::{Session, State, User, now};
 use std::sync::Arc;
 use std::time::Duration;

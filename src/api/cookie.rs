@@ -8,15 +8,16 @@
 //!   unknown users and wrong passwords the same way (`invalid_credentials`, same work done).
 //! - `rd` redirects go only to same-origin relative paths (`forms::safe_redirect`).
 
+use super::caller::{authority, current, no_session};
 use super::forms;
+use crate::auth;
 use crate::auth::browser::cross_site;
-use crate::auth::{self, Credential};
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
 use crate::session::Session;
 use crate::session::cache::{CachedSession, Found};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 pub(super) fn set_cookie(name: &str, value: &str, max_age: u64, tls: bool) -> Option<HeaderValue> {
@@ -60,31 +61,6 @@ fn local_user_json(user: &crate::session::User) -> String {
         "session": null,
     })
     .to_string()
-}
-
-/// The live session behind the request's credential, or the reason there is none.
-pub(super) async fn current(
-    shared: &Shared,
-    conn: &ConnInfo,
-    headers: &HeaderMap,
-) -> Result<Option<std::sync::Arc<CachedSession>>, Response<ProxyBody>> {
-    let presented = match auth::credential(headers, shared.cookie_on(conn)) {
-        Ok(Some(c)) => c,
-        _ => return Ok(None),
-    };
-    match shared.sessions.authenticate(Credential::token(&presented)).await {
-        Ok(Found::Active(live)) => Ok(Some(live)),
-        Ok(_) => Ok(None),
-        Err(e) => {
-            tracing::warn!(error = %e, "session lookup failed");
-            Err(ApiError::from(&e).into_response())
-        }
-    }
-}
-
-/// 401 `invalid_token`: the request's credential opens no live session.
-pub(super) fn no_session() -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session")
 }
 
 /// `GET /users/me`: the caller's user and session; for a pending session, 401 with the login
@@ -132,13 +108,6 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
     }
 }
 
-pub(super) fn authority<B>(req: &Request<B>) -> Option<&str> {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()))
-}
-
 /// `POST /auth/signin` `{"username", "password"}` (JSON or form).
 pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(&req)) {
@@ -153,7 +122,7 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     if let Err(refused) = api.address_allowed(conn.peer.ip()) {
         return refused.into_response();
     }
-    let meta = super::pending::meta(conn, req.headers(), None);
+    let meta = super::caller::meta(conn, req.headers(), None);
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

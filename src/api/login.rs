@@ -12,10 +12,10 @@
 //! every other login apply, and every code looked up (page, Approve, Deny) counts against the
 //! per-address limit, so codes cannot be enumerated.
 
-use super::cookie::{authority, set_cookie};
+use super::caller::{authority, meta};
+use super::cookie::set_cookie;
 use super::forms;
 use super::forms::safe_redirect;
-use super::pending::meta;
 use crate::api_state::LoginRefused;
 use crate::auth::browser::cross_site;
 use crate::body::ProxyBody;

@@ -2,10 +2,11 @@
 //! `GET /.well-known/jwks.json`, `GET /users/me`, the cookie flow (`cookie.rs`), the store
 //! protocol's pending sessions (`pending.rs`), login page (`login.rs`) and status socket
 //! (`status.rs`), the SessionService in JSON and protobuf (`service.rs`), forward auth and the
-//! caller's sessions (`verify.rs`). Their state (users, login limits, prefix) is
-//! `crate::api_state::Api`, kept by `gateway::Shared`; the cookie and cross-site rules are
-//! `crate::auth::browser`'s.
+//! caller's sessions (`verify.rs`); what several of them read off the caller is `caller.rs`.
+//! Their state (users, login limits, prefix) is `crate::api_state::Api`, kept by
+//! `gateway::Shared`; the cookie and cross-site rules are `crate::auth::browser`'s.
 
+mod caller;
 mod cookie;
 pub mod forms;
 mod login;

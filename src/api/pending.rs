@@ -3,30 +3,17 @@
 //! page with the session's user code — and `POST /sessions/renew` trades a live token for a new
 //! one (same session, new secret, renewed end).
 
-use super::cookie::{current, no_session};
+use super::caller::{authority, current, meta, no_session};
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};
 use crate::gateway::{ConnInfo, Shared};
-use crate::session::cache::Meta;
 use crate::session::lifecycle::{Issued, display_code};
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 /// The login page for a pending session's code.
 pub fn login_url(shared: &Shared, code: &str) -> String {
     format!("{}?code={}", shared.api.url("/auth/login"), display_code(code))
-}
-
-/// Where a session is made from, as `GET /sessions` shows it later.
-pub fn meta(conn: &ConnInfo, headers: &HeaderMap, device_uuid: Option<String>) -> Meta {
-    Meta {
-        ip: Some(conn.peer.ip().to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-        device_uuid,
-    }
 }
 
 /// `POST /sessions` with no body: 201 `{"token", "status": "pending", "exp", "user_code",
@@ -90,7 +77,7 @@ pub fn cookie_from_another_site<B>(
         crate::auth::credential(req.headers(), shared.cookie_on(conn)),
         Ok(Some(crate::auth::Credential::Cookie(_)))
     );
-    (by_cookie && crate::auth::browser::cross_site(req.headers(), super::cookie::authority(req))).then(|| {
+    (by_cookie && crate::auth::browser::cross_site(req.headers(), authority(req))).then(|| {
         ApiError::new(
             StatusCode::FORBIDDEN,
             "cross_site_request",

@@ -4,9 +4,9 @@
 //! except errors, which are always the JSON error object. Other content types get 415.
 //! `POST /sessions` with no body at all is the store protocol's pending session (`pending.rs`).
 
-use super::cookie::{current, no_session};
+use super::caller::{current, meta, no_session};
 use super::forms::{self, BodyError};
-use super::pending::{self, issued_json, meta};
+use super::pending::{self, issued_json};
 use super::proto;
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};

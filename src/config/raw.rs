@@ -1,6 +1,7 @@
 //! The config file as written: serde structs that mirror the TOML, `deny_unknown_fields` on
-//! every table, defaults filled in. Nothing here is checked beyond its type; `super::validate`
-//! turns these into the `Config` the gateway runs on.
+//! every table, defaults filled in. Nothing here is checked beyond its type; the `validate`
+//! module beside this one turns these into the `Config` the gateway runs on (this module
+//! depends on nothing of it).
 
 use super::units::RawSize;
 use serde::Deserialize;

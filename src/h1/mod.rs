@@ -17,6 +17,7 @@
 
 mod chunked;
 mod conn;
+mod exchange;
 mod forward;
 mod plan;
 pub mod prefixed;

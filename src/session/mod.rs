@@ -1,6 +1,8 @@
-//! Sessions: the model (`Session`, `User`), the token format (`token`), the stores behind one
-//! enum (`store`: memory, embedded, redis) and the cache in front of them (`cache`).
+//! Sessions: the model (`Session`, `User`), the token format (`token`), the stores (memory,
+//! embedded, redis) over what they share (`store`) and behind one enum (`backend`), and the
+//! cache in front of them (`cache`).
 
+pub mod backend;
 pub mod cache;
 pub mod embedded;
 pub mod lifecycle;

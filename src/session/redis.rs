@@ -11,7 +11,8 @@
 //! Availability rules (SPEC §3):
 //! - Commands fail fast where the client has no connection, so one master down refuses only
 //!   the sessions whose slots it served (no all-or-nothing readiness gate); a lookup gives up
-//!   after `LOOKUP_TIMEOUT` in all (a node that died unnoticed stalls nothing for long).
+//!   after `redis_url::LOOKUP_TIMEOUT` in all (a node that died unnoticed stalls nothing for
+//!   long).
 //! - The clients reconnect by themselves, through every node learned (cluster) or the
 //!   sentinels' current master (Sentinel), from their first connection on: no restart is ever
 //!   needed, and a gateway may start before Redis does.
@@ -27,7 +28,7 @@
 
 use super::Session;
 use super::redis_shards::{self, Shards};
-use super::redis_url::{self, Deployment, Pair, Role, command_options};
+use super::redis_url::{self, Deployment, LOOKUP_TIMEOUT, Pair, Role, command_options};
 use super::store::{Revocation, StoreError, decode, encode};
 use fred::clients::WithOptions;
 use fred::prelude::*;
@@ -36,8 +37,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a session lookup (and `/readyz`'s ping) may wait on Redis.
-pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a write may wait on its master.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a write waits for its replicas.

@@ -83,7 +83,7 @@ impl Shards {
             server: server.clone(),
         };
         let pair = Pair::connect(&config).map_err(StoreError::Unavailable)?;
-        pair.wait_for_connect(super::redis::LOOKUP_TIMEOUT).await;
+        pair.wait_for_connect(redis_url::LOOKUP_TIMEOUT).await;
         let mut nodes = self
             .nodes
             .lock()
@@ -151,7 +151,7 @@ impl Shards {
     /// Whether any master answers (`/readyz`: the store is reachable; one master down leaves
     /// the others serving their sessions).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let quick = command_options(super::redis::LOOKUP_TIMEOUT);
+        let quick = command_options(redis_url::LOOKUP_TIMEOUT);
         for pair in self.primaries().await {
             let reads = pair.client(redis_url::Role::Read).with_options(&quick);
             if reads.ping::<String>(None).await.is_ok() {

@@ -44,6 +44,10 @@ fn reconnect_policy() -> ReconnectPolicy {
     policy
 }
 
+/// How long a session lookup (and `/readyz`'s ping) may wait on Redis: the store's reads and
+/// the cluster's node clients (`redis_shards`) share it.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// A command's options: answered within `timeout`, and at once while disconnected.
 pub fn command_options(timeout: Duration) -> Options {
     Options {

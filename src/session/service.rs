@@ -3,11 +3,11 @@
 //! keys, then runs the housekeeping — the expiry sweep (memory, embedded) and applying
 //! revocations heard from other instances (redis) — until the gateway stops.
 
+use super::backend::Store;
 use super::cache::{CacheSettings, SessionSettings, Sessions};
 use super::embedded::EmbeddedStore;
 use super::memory::MemoryStore;
 use super::redis::RedisStore;
-use super::store::Store;
 use super::token::{TokenKeys, hex, random_bytes};
 use crate::config::{Config, StoreConfig};
 use crate::metrics::Metrics;

@@ -26,7 +26,8 @@ mod users;
 pub use entry::{CachedSession, Kept};
 pub use users::UserParts;
 
-use super::store::{Store, StoreError};
+use super::backend::Store;
+use super::store::StoreError;
 use super::token::{self, SessionId, TokenKeys};
 use super::{State, now, now_ms};
 use crate::metrics::{KindLabel, Metrics};

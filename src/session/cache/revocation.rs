@@ -3,7 +3,8 @@
 //! lost message, entries are re-read from the store on their next use (`revalidate`).
 
 use super::{CachedSession, FORGET_SLOTS, Sessions};
-use crate::session::store::{Revocation, Store, StoreError};
+use crate::session::backend::Store;
+use crate::session::store::{Revocation, StoreError};
 use crate::session::token::{self, SessionId};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
