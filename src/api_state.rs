@@ -1,4 +1,4 @@
-//! The session API's state, kept by `gateway::Shared` and so below it (and below `api`,
+//! The session API's state, kept by `gateway::GatewayState` and so below it (and below `api`,
 //! whose endpoints use it): the configured users and their password hashes, the login rate
 //! limits per username and per client address, `mode = "single-user"`'s user, and `[api]
 //! prefix`. A refused login (`LoginRefused`) becomes an `ApiError` here.

@@ -1,5 +1,7 @@
-//! The state requests run against: `Shared` (one per process: routes, header names, trusted
-//! proxies) and `Worker` (one per worker thread: that thread's upstream connection pools).
+//! The state requests run against: `GatewayState` (what the configuration file makes: routes,
+//! header names, trusted proxies…; swapped whole on a reload), `ProcessState` (what outlives
+//! reloads: sessions, metrics, password threads) and `Worker` (one per worker thread: that
+//! thread's upstream connection pools).
 
 use crate::auth::jwt::{AssertionSigner, Issuer};
 use crate::config::{Config, HeaderNames, Mode, RouteConfig};
@@ -70,8 +72,9 @@ impl Routes {
     }
 }
 
-/// Process-wide state, shared by every worker.
-pub struct Shared {
+/// What the configuration file makes of the gateway, read by every request on every worker;
+/// a reload swaps in a new one (`Current`).
+pub struct GatewayState {
     pub routes: Arc<Routes>,
     pub sessions: Arc<Sessions>,
     pub header_names: HeaderNames,
@@ -93,23 +96,23 @@ pub struct Shared {
 /// What lives as long as the process, across reloads: the sessions (store and cache), the
 /// metrics, and the password threads.
 #[derive(Clone)]
-pub struct Lasting {
+pub struct ProcessState {
     pub sessions: Arc<Sessions>,
     pub metrics: Arc<Metrics>,
     pub passwords: Arc<crate::auth::password::Passwords>,
 }
 
-impl Shared {
-    pub fn new(config: &Config, lasting: &Lasting) -> Result<Shared, String> {
-        let metrics = lasting.metrics.clone();
-        Ok(Shared {
+impl GatewayState {
+    pub fn new(config: &Config, process: &ProcessState) -> Result<GatewayState, String> {
+        let metrics = process.metrics.clone();
+        Ok(GatewayState {
             routes: Arc::new(Routes::new(&config.routes, &metrics)),
-            sessions: lasting.sessions.clone(),
+            sessions: process.sessions.clone(),
             header_names: config.headers.clone(),
             identity_headers: config.headers.all().into_iter().cloned().collect(),
             cookie_name: config.cookie_name.clone(),
             ui_title: config.ui_title.clone(),
-            api: crate::api_state::Api::new(config, metrics.clone(), lasting.passwords.clone()),
+            api: crate::api_state::Api::new(config, metrics.clone(), process.passwords.clone()),
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -155,7 +158,7 @@ impl Shared {
 /// One worker thread's view of one configuration: the shared state plus the worker's own pool
 /// of upstream connections for those routes.
 pub struct Worker {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<GatewayState>,
     /// The general path's upstream connections (hyper client connections).
     pub pool: Arc<HyperPool>,
     /// The HTTP/1.1 fast path's upstream connections (raw streams).
@@ -163,7 +166,7 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(shared: Arc<Shared>) -> Worker {
+    pub fn new(shared: Arc<GatewayState>) -> Worker {
         let counts = || shared.routes.routes.iter().map(|r| r.upstreams.len());
         let pool = Arc::new(Pool::new(counts()));
         let streams = Pool::new(counts());
@@ -176,7 +179,7 @@ impl Worker {
 }
 
 /// The shared state requests start on now; a reload stores a new one.
-pub type Current = Arc<ArcSwap<Shared>>;
+pub type Current = Arc<ArcSwap<GatewayState>>;
 
 /// A worker thread's handle on the current configuration. Each request takes the current
 /// `Worker` and keeps it to its end, so a reload never changes a request midway; when a reload

@@ -143,12 +143,12 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         auth::password::Passwords::new(std::thread::available_parallelism().map_or(1, |n| n.get() / 2))
             .map_err(StartError::Store)?,
     );
-    let lasting = gateway::Lasting {
+    let process = gateway::ProcessState {
         sessions: sessions.clone(),
         metrics: metrics.clone(),
         passwords,
     };
-    let shared = gateway::Shared::new(config, &lasting).map_err(StartError::Store)?;
+    let shared = gateway::GatewayState::new(config, &process).map_err(StartError::Store)?;
     let current: gateway::Current = Arc::new(arc_swap::ArcSwap::from_pointee(shared));
     let tls_config = config
         .server
@@ -158,7 +158,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
     let reloader = Arc::new(reload::Reloader::new(
         config,
         current.clone(),
-        lasting,
+        process,
         tls_config.clone(),
     ));
     let settings = ConnSettings {

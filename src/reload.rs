@@ -2,7 +2,7 @@
 //!
 //! The new file is checked completely first; if it fails, the reason is logged and returned and
 //! the running configuration keeps serving. If it passes, one atomic store swaps in a new
-//! `Shared` (routes, upstreams, policies, users and passwords, identity headers, cookie name,
+//! `GatewayState` (routes, upstreams, policies, users and passwords, identity headers, cookie name,
 //! assertion key, JWT issuers, trusted proxies, mode, API prefix) and, with TLS, the TLS config
 //! the next handshake uses (certificates). Requests in flight finish on the configuration they
 //! started with; open connections stay open and take the new one from their next request.
@@ -12,7 +12,7 @@
 //! answer) as needing a restart, and the rest of the new file is applied.
 
 use crate::config::Config;
-use crate::gateway::{Current, Lasting, Shared};
+use crate::gateway::{Current, GatewayState, ProcessState};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
@@ -82,7 +82,7 @@ fn fingerprint_bytes(secret: &[u8]) -> String {
 
 pub struct Reloader {
     current: Current,
-    lasting: Lasting,
+    process: ProcessState,
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     source: Option<PathBuf>,
     started_with: Vec<(&'static str, String)>,
@@ -106,12 +106,12 @@ impl Reloader {
     pub fn new(
         config: &Config,
         current: Current,
-        lasting: Lasting,
+        process: ProcessState,
         tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
     ) -> Reloader {
         Reloader {
             current,
-            lasting,
+            process,
             tls,
             source: config.source.clone(),
             started_with: fixed(config),
@@ -120,7 +120,7 @@ impl Reloader {
     }
 
     /// The shared state requests start on now.
-    pub fn current(&self) -> Arc<Shared> {
+    pub fn current(&self) -> Arc<GatewayState> {
         self.current.load_full()
     }
 
@@ -140,7 +140,7 @@ impl Reloader {
                 Err(e) => Err(format!("the reload task failed: {e}")),
             },
         };
-        let metrics = &self.lasting.metrics;
+        let metrics = &self.process.metrics;
         match &outcome {
             Ok(done) => {
                 Metrics::count(&metrics.reloads, "succeeded");
@@ -162,7 +162,7 @@ impl Reloader {
 
     /// Swaps in a checked configuration, then ends the sessions of users it removed or changed.
     async fn apply(&self, config: &Config) -> Result<Reloaded, String> {
-        let shared = Shared::new(config, &self.lasting)?;
+        let shared = GatewayState::new(config, &self.process)?;
         let before = self.current.load_full();
         let users_logged_out: Vec<String> = before
             .api
@@ -185,7 +185,7 @@ impl Reloader {
         self.current.store(Arc::new(shared));
         crate::access_log::set_buffer(config.log.buffer);
         for username in &users_logged_out {
-            if let Err(e) = self.lasting.sessions.revoke_user(username).await {
+            if let Err(e) = self.process.sessions.revoke_user(username).await {
                 // The configuration is applied; the old sessions end with their lifetime or
                 // the next successful revocation.
                 tracing::warn!(user = %username, error = %e, "reload: cannot end the sessions of a changed user");

@@ -7,13 +7,13 @@
 use crate::auth::{self, Credential};
 use crate::body::ProxyBody;
 use crate::error::ApiError;
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use crate::session::cache::{CachedSession, Found, Meta};
 use http::{HeaderMap, Request, Response, StatusCode, header};
 
 /// The live session behind the request's credential, or the reason there is none.
 pub(super) async fn current(
-    shared: &Shared,
+    shared: &GatewayState,
     conn: &ConnInfo,
     headers: &HeaderMap,
 ) -> Result<Option<std::sync::Arc<CachedSession>>, Response<ProxyBody>> {

@@ -14,7 +14,7 @@ use crate::auth;
 use crate::auth::browser::cross_site;
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use crate::session::Session;
 use crate::session::cache::{CachedSession, Found};
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -65,7 +65,7 @@ fn local_user_json(user: &crate::session::User) -> String {
 
 /// `GET /users/me`: the caller's user and session; for a pending session, 401 with the login
 /// page's address (store protocol, SPEC §2.1).
-pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn me(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     if let Some(local) = &shared.api.single_user {
         return json_response(StatusCode::OK, local_user_json(local));
     }
@@ -109,7 +109,7 @@ pub async fn me(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Re
 }
 
 /// `POST /auth/signin` `{"username", "password"}` (JSON or form).
-pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn signin(shared: &GatewayState, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(&req)) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -153,7 +153,12 @@ pub async fn signin(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
     }
 }
 
-fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session) -> Response<ProxyBody> {
+fn with_cookie(
+    shared: &GatewayState,
+    conn: &ConnInfo,
+    token: &str,
+    session: &Session,
+) -> Response<ProxyBody> {
     let body = user_json(
         &session.id,
         session.ends_at(),
@@ -169,7 +174,7 @@ fn with_cookie(shared: &Shared, conn: &ConnInfo, token: &str, session: &Session)
 }
 
 /// `POST /auth/refresh`: a new token and expiry for the caller's session.
-pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn refresh(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(req)) {
         return ApiError::new(
             StatusCode::FORBIDDEN,
@@ -194,7 +199,7 @@ pub async fn refresh(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) 
 }
 
 /// `GET` or `POST /auth/logout[?rd=…]`: the session is deleted everywhere, the cookie cleared.
-pub async fn logout(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn logout(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     let navigation = crate::auth::is_browser_navigation(
         req.method().as_str(),
         req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes),

@@ -19,7 +19,7 @@ use super::forms::safe_redirect;
 use crate::api_state::LoginRefused;
 use crate::auth::browser::cross_site;
 use crate::body::ProxyBody;
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use crate::pages::{self, escape};
 use crate::session::Session;
 use crate::session::cache::CreateError;
@@ -61,7 +61,7 @@ fn credentials(html: &mut String, username: &str) {
     );
 }
 
-fn sign_in_page(shared: &Shared, form: &SignIn) -> String {
+fn sign_in_page(shared: &GatewayState, form: &SignIn) -> String {
     let mut body = String::new();
     alert(&mut body, form.error);
     let _ = writeln!(
@@ -103,7 +103,7 @@ fn when(created: u64, now: u64) -> String {
 
 /// The page for a device's code: who asks, then Approve (with a password) or Deny.
 fn device_page(
-    shared: &Shared,
+    shared: &GatewayState,
     code: &str,
     pending: &Session,
     username: &str,
@@ -138,7 +138,7 @@ fn device_page(
 }
 
 /// The code-entry form (`GET /auth/device`), with what went wrong with the last code.
-fn code_page(shared: &Shared, error: Option<&str>) -> String {
+fn code_page(shared: &GatewayState, error: Option<&str>) -> String {
     let mut body = String::new();
     alert(&mut body, error);
     let _ = write!(
@@ -153,7 +153,7 @@ fn code_page(shared: &Shared, error: Option<&str>) -> String {
     pages::page(&shared.ui_title, "Sign in a device", &body)
 }
 
-fn done_page(shared: &Shared, heading: &str, text: &str) -> String {
+fn done_page(shared: &GatewayState, heading: &str, text: &str) -> String {
     pages::page(&shared.ui_title, heading, &format!("<p>{}</p>\n", escape(text)))
 }
 
@@ -165,12 +165,12 @@ fn shown_code(code: &str) -> String {
 }
 
 /// `GET /auth/device`.
-pub fn device(shared: &Shared) -> Response<ProxyBody> {
+pub fn device(shared: &GatewayState) -> Response<ProxyBody> {
     pages::respond(StatusCode::OK, code_page(shared, None))
 }
 
 /// `GET /auth/login`.
-pub async fn page(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn page(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     let query = req.uri().query();
     let rd = forms::query_param(query, "rd");
     let Some(code) = forms::query_param(query, "code").filter(|c| !c.trim().is_empty()) else {
@@ -199,7 +199,7 @@ pub async fn page(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> 
     }
 }
 
-fn unavailable(shared: &Shared) -> Response<ProxyBody> {
+fn unavailable(shared: &GatewayState) -> Response<ProxyBody> {
     pages::respond(
         StatusCode::SERVICE_UNAVAILABLE,
         done_page(
@@ -211,7 +211,7 @@ fn unavailable(shared: &Shared) -> Response<ProxyBody> {
 }
 
 /// `POST /auth/login`.
-pub async fn submit(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn submit(shared: &GatewayState, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(&req)) {
         let form = SignIn {
             rd: None,
@@ -286,7 +286,7 @@ type Refusal = (StatusCode, &'static str, Option<u64>);
 
 /// The per-address limit, then the per-user limit and the password.
 async fn check<'s>(
-    shared: &'s Shared,
+    shared: &'s GatewayState,
     conn: &ConnInfo,
     username: &str,
     password: &str,
@@ -319,7 +319,7 @@ fn retry_after(mut resp: Response<ProxyBody>, wait: Option<u64>) -> Response<Pro
 
 /// `POST /auth/login` with a device's code: Approve (with a password) or Deny.
 async fn device_submit(
-    shared: &Shared,
+    shared: &GatewayState,
     conn: &ConnInfo,
     headers: &http::HeaderMap,
     code: &str,

@@ -4,7 +4,7 @@
 //! (`status.rs`), the SessionService in JSON and protobuf (`service.rs`), forward auth and the
 //! caller's sessions (`verify.rs`); what several of them read off the caller is `caller.rs`.
 //! Their state (users, login limits, prefix) is `crate::api_state::Api`, kept by
-//! `gateway::Shared`; the cookie and cross-site rules are `crate::auth::browser`'s.
+//! `gateway::GatewayState`; the cookie and cross-site rules are `crate::auth::browser`'s.
 
 mod caller;
 mod cookie;
@@ -18,13 +18,13 @@ mod verify;
 
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 /// If `path` (normalized) is one of the gateway's own endpoints, its path within the API
 /// (without `[api] prefix`). The JWKS stays at the root, where verifiers look for it.
-pub fn owns<'a>(shared: &Shared, path: &'a str) -> Option<&'a str> {
+pub fn owns<'a>(shared: &GatewayState, path: &'a str) -> Option<&'a str> {
     if path == "/.well-known/jwks.json" {
         return shared.assertion.is_some().then_some(path);
     }
@@ -50,7 +50,7 @@ pub fn owns<'a>(shared: &Shared, path: &'a str) -> Option<&'a str> {
 
 /// Answers one of the paths `owns` claimed.
 pub async fn answer(
-    shared: &Shared,
+    shared: &GatewayState,
     conn: &ConnInfo,
     path: &str,
     req: Request<Incoming>,

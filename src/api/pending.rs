@@ -6,19 +6,19 @@
 use super::caller::{authority, current, meta, no_session};
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use crate::session::lifecycle::{Issued, display_code};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 /// The login page for a pending session's code.
-pub fn login_url(shared: &Shared, code: &str) -> String {
+pub fn login_url(shared: &GatewayState, code: &str) -> String {
     format!("{}?code={}", shared.api.url("/auth/login"), display_code(code))
 }
 
 /// `POST /sessions` with no body: 201 `{"token", "status": "pending", "exp", "user_code",
 /// "login_url"}`. In single-user mode the token is active at once, for the local user.
-pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Response<ProxyBody> {
+pub async fn create(shared: &GatewayState, conn: &ConnInfo, headers: &HeaderMap) -> Response<ProxyBody> {
     if let Some(local) = &shared.api.single_user {
         return match shared
             .sessions
@@ -69,7 +69,7 @@ pub async fn create(shared: &Shared, conn: &ConnInfo, headers: &HeaderMap) -> Re
 /// A cookie-authenticated change from another site (SPEC §2.4) is refused; bearer tokens are
 /// not sent by browsers on their own, so they need no such check.
 pub fn cookie_from_another_site<B>(
-    shared: &Shared,
+    shared: &GatewayState,
     conn: &ConnInfo,
     req: &Request<B>,
 ) -> Option<Response<ProxyBody>> {
@@ -103,7 +103,7 @@ pub fn issued_json(issued: &Issued) -> String {
 
 /// `POST /sessions/renew` with a live token: 201 with a new token and reissue token for the
 /// same session; the old token stops working at once, here and on every instance.
-pub async fn renew(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn renew(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     if let Some(refused) = cookie_from_another_site(shared, conn, req) {
         return refused;
     }

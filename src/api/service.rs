@@ -10,7 +10,7 @@ use super::pending::{self, issued_json};
 use super::proto;
 use crate::body::ProxyBody;
 use crate::error::{ApiError, json_response};
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use crate::session::lifecycle::{Issued, Reissued};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
@@ -121,7 +121,7 @@ struct CreateJson {
 }
 
 /// `POST /sessions`: credentials → 201 CreateSessionResponse; no body → a pending session.
-pub async fn create(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn create(shared: &GatewayState, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     let headers = req.headers().clone();
     let bytes = match read(req).await {
         Ok(b) => b,
@@ -209,7 +209,7 @@ struct ReissueJson {
 }
 
 /// `POST /sessions/reissue` `{"reissue_token"}` → 200 with a new pair.
-pub async fn reissue(shared: &Shared, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn reissue(shared: &GatewayState, req: Request<Incoming>) -> Response<ProxyBody> {
     let wire = match wire(req.headers()) {
         Ok(Some(w)) => w,
         Ok(None) => Wire::Json,
@@ -262,7 +262,7 @@ pub async fn reissue(shared: &Shared, req: Request<Incoming>) -> Response<ProxyB
 
 /// `POST /sessions/destroy` (body `{}`, empty, or an empty protobuf message) and
 /// `DELETE /sessions/current`, with the session's token: 200 `{}`.
-pub async fn destroy(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
+pub async fn destroy(shared: &GatewayState, conn: &ConnInfo, req: Request<Incoming>) -> Response<ProxyBody> {
     let wire = match wire(req.headers()) {
         Ok(w) => w.unwrap_or(Wire::Json),
         Err(refused) => return refused.into_response(),

@@ -14,7 +14,7 @@ use super::forms;
 use crate::auth;
 use crate::body::ProxyBody;
 use crate::error::ApiError;
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use crate::session::cache::{Found, Sessions};
 use crate::session::{State, now, token};
 use futures_util::{SinkExt, StreamExt};
@@ -48,7 +48,7 @@ impl Drop for Open {
 }
 
 /// Accepts the upgrade and hands the socket to its own task.
-pub fn socket(shared: &Shared, _conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ProxyBody> {
+pub fn socket(shared: &GatewayState, _conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ProxyBody> {
     let values = |name| {
         req.headers()
             .get_all(name)

@@ -16,7 +16,7 @@ use crate::auth;
 use crate::body::ProxyBody;
 use crate::config::Policy;
 use crate::error::{ApiError, GatewayError, json_response};
-use crate::gateway::{ConnInfo, Shared};
+use crate::gateway::{ConnInfo, GatewayState};
 use crate::phase::authorize::{Ask, authorize};
 use crate::phase::inject::Injection;
 use crate::route;
@@ -29,7 +29,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// `GET /auth/verify`.
-pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn verify(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     let h = req.headers();
     let found = if shared.is_trusted(conn.peer.ip()) {
         let host = header(h, "x-forwarded-host")
@@ -86,7 +86,7 @@ pub async fn verify(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -
 }
 
 /// `GET` or `DELETE /sessions`: list the caller's sessions, or end them all.
-pub async fn mine(shared: &Shared, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
+pub async fn mine(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     let live = match auth::credential(req.headers(), shared.cookie_on(conn)) {
         Ok(Some(c)) => match shared.sessions.authenticate(c.token()).await {
             Ok(Found::Active(live)) => live,

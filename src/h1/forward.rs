@@ -15,7 +15,7 @@ use super::exchange::{Failure, exchange, send_body};
 use super::plan::Plan;
 use super::response::{self, Framing};
 use crate::error::GatewayError;
-use crate::gateway::{Shared, Worker};
+use crate::gateway::{GatewayState, Worker};
 use crate::proxy::stream::Stream;
 use crate::watch::ConnWatch;
 use http_body_util::BodyExt;
@@ -108,7 +108,7 @@ where
 pub(super) async fn refuse<IO>(
     io: &mut IO,
     b: &mut Buffers,
-    shared: &Shared,
+    shared: &GatewayState,
     plan: &Plan,
     error: GatewayError,
 ) -> Answered
@@ -310,12 +310,12 @@ where
     }
 }
 
-/// Answers with the gateway's error as the general path makes it (`Shared::answer`: an HTML
+/// Answers with the gateway's error as the general path makes it (`GatewayState::answer`: an HTML
 /// page for a browser navigation, else JSON).
 async fn answer_error<IO>(
     io: &mut IO,
     b: &mut Buffers,
-    shared: &Shared,
+    shared: &GatewayState,
     plan: &Plan,
     error: GatewayError,
     now: Instant,

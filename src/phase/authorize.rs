@@ -6,7 +6,7 @@
 use crate::auth::{self, Credential, Decision, Identity, Oversized};
 use crate::config::Policy;
 use crate::error::GatewayError;
-use crate::gateway::Shared;
+use crate::gateway::GatewayState;
 use std::borrow::Cow;
 
 /// What phase 4 is asked about one request.
@@ -28,7 +28,7 @@ pub struct Ask<'a> {
 /// unsafe request that `cross_site` says comes from another site is refused (403
 /// `cross_site`); `cross_site` is asked only then.
 pub async fn authorize(
-    shared: &Shared,
+    shared: &GatewayState,
     ask: Ask<'_>,
     cross_site: impl FnOnce() -> bool,
 ) -> Result<Option<Identity>, GatewayError> {
@@ -53,7 +53,7 @@ pub async fn authorize(
 /// error a refused one gets. A browser navigation (asked only then) without a valid credential
 /// is sent to the login page, which brings it back to `path` and `query`.
 fn allowed(
-    shared: &Shared,
+    shared: &GatewayState,
     decision: Decision,
     navigation: bool,
     path: &str,

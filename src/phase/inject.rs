@@ -4,7 +4,7 @@
 
 use crate::auth::{self, Identity};
 use crate::config::HeaderNames;
-use crate::gateway::{ConnInfo, Route, Shared};
+use crate::gateway::{ConnInfo, GatewayState, Route};
 use crate::session::cache::CachedSession;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
@@ -29,7 +29,7 @@ pub struct Plan<'a> {
 impl<'a> Plan<'a> {
     /// The plan for a request to `route` allowed as `identity`; `path`: the normalized path.
     pub fn new(
-        shared: &'a Shared,
+        shared: &'a GatewayState,
         conn: &'a ConnInfo,
         route: &'a Route,
         identity: Option<&'a Identity>,
@@ -59,7 +59,11 @@ pub struct Injection<'a> {
 
 impl<'a> Injection<'a> {
     /// `route`: the route asked for (the assertion's audience; none, no assertion).
-    pub fn new(shared: &'a Shared, route: Option<&Route>, identity: Option<&'a Identity>) -> Injection<'a> {
+    pub fn new(
+        shared: &'a GatewayState,
+        route: Option<&Route>,
+        identity: Option<&'a Identity>,
+    ) -> Injection<'a> {
         let names = &shared.header_names;
         let assertion = match (identity, &shared.assertion, route) {
             (Some(identity), Some(signer), Some(route)) => {

@@ -2,7 +2,7 @@
 //! host and longest prefix; and the path the chosen route's upstream is sent.
 
 use crate::error::GatewayError;
-use crate::gateway::{Route, Shared};
+use crate::gateway::{GatewayState, Route};
 use crate::route;
 use std::borrow::Cow;
 
@@ -17,7 +17,11 @@ pub enum Routed<'p> {
 /// Routes a request by its raw path (before `?`) and its authority (`Host`, an absolute-form
 /// target's, or HTTP/2's `:authority`; empty when there is none): 400 `bad_path` for a path
 /// that does not normalize, 404 `no_route` when no route matches.
-pub fn route<'p>(shared: &Shared, raw_path: &'p str, authority: &str) -> Result<Routed<'p>, GatewayError> {
+pub fn route<'p>(
+    shared: &GatewayState,
+    raw_path: &'p str,
+    authority: &str,
+) -> Result<Routed<'p>, GatewayError> {
     let path = route::normalize_path(raw_path).map_err(|e| GatewayError::BadPath(e.message()))?;
     if let Some(api_path) = crate::api::owns(shared, &path) {
         return Ok(Routed::Endpoint(api_path.to_string()));

@@ -9,7 +9,7 @@
 
 use super::cache::{CachedSession, CreateError, Meta, Sessions};
 use super::store::StoreError;
-use super::token::{self, Purpose, Minted, Parsed, SessionId, TokenError};
+use super::token::{self, Minted, Parsed, Purpose, SessionId, TokenError};
 use super::{Session, State, UsedReissue, User, now, now_ms};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -153,7 +153,12 @@ impl TokenKeys {
     }
 
     /// A token of `purpose` for `id` with this secret.
-    pub fn mint_with(&self, purpose: Purpose, id: SessionId, secret: &[u8; 32]) -> Result<Minted, TokenError> {
+    pub fn mint_with(
+        &self,
+        purpose: Purpose,
+        id: SessionId,
+        secret: &[u8; 32],
+    ) -> Result<Minted, TokenError> {
         let tag = Self::tag(self.first()?, purpose, &id, secret);
         let mut raw = [0u8; RAW_LEN];
         raw[..16].copy_from_slice(&id);
