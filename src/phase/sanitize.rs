@@ -55,6 +55,7 @@ impl Fate {
 /// The fate of a client's header `name` (any case; `identity`: the configured identity header
 /// names; `trusted`: the peer is one of `server.trusted_proxies`). Runs on every header of
 /// every request: lengths first.
+#[inline]
 pub fn fate(name: &str, identity: &[HeaderName], trusted: bool) -> Fate {
     let is = |lower: &str| name.eq_ignore_ascii_case(lower);
     match name.len() {
@@ -84,6 +85,7 @@ pub fn fate(name: &str, identity: &[HeaderName], trusted: bool) -> Fate {
 /// Whether a `Connection` option names a header to drop with it: not `close`, not a
 /// hop-by-hop header (dropped anyway), and not `Host` or `Content-Length` (the gateway needs
 /// them to route and frame).
+#[inline]
 pub fn nominates(option: &str) -> bool {
     !option.is_empty()
         && !option.eq_ignore_ascii_case("close")
@@ -109,6 +111,7 @@ pub static HOP_BY_HOP: [HeaderName; 10] = [
 ];
 
 /// Whether `name` (any case) is one of the hop-by-hop headers.
+#[inline]
 pub fn is_hop_by_hop(name: &str) -> bool {
     // Most names have a length none of them has: one comparison, not nine.
     matches!(name.len(), 2 | 7 | 10 | 14 | 16 | 17 | 18 | 19)
@@ -120,6 +123,7 @@ const NOT_NOMINATABLE: [HeaderName; 2] = [header::HOST, header::CONTENT_LENGTH];
 
 /// Names compared ignoring ASCII case, with `-` and `_` as the same character; `lower` must be
 /// lower-case with `-`.
+#[inline]
 pub fn same_name(name: &str, lower: &str) -> bool {
     name.len() == lower.len()
         && name
@@ -128,11 +132,13 @@ pub fn same_name(name: &str, lower: &str) -> bool {
             .all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
+#[inline]
 fn starts_with_name(name: &str, lower_prefix: &str) -> bool {
     name.len() >= lower_prefix.len() && same_name(&name[..lower_prefix.len()], lower_prefix)
 }
 
 /// Headers that only a trusted proxy may send: they claim facts about the connection.
+#[inline]
 pub fn is_forwarding_header(name: &str) -> bool {
     same_name(name, "forwarded")
         || starts_with_name(name, "x-forwarded-")
@@ -146,6 +152,7 @@ pub fn is_forwarding_header(name: &str) -> bool {
 /// route the gateway chose by the request's); and, spelt with `_` for `-`, the names that frame
 /// a message or belong to one hop (an origin that folds `_` into `-` would read them as the
 /// real ones). Runs on every header: lengths first.
+#[inline]
 pub fn is_withheld_request_header(name: &str) -> bool {
     let folded = |names: &[&str]| name.contains('_') && names.iter().any(|h| same_name(name, h));
     match name.len() {
