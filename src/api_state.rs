@@ -67,6 +67,33 @@ impl LoginRefused {
 }
 
 impl Api {
+    /// If `path` (normalized) is one of the gateway's own endpoints, its path within the API
+    /// (without `[api] prefix`). The JWKS stays at the root, where verifiers look for it, and is
+    /// served only when the gateway signs assertions (`jwks`).
+    pub fn owns<'a>(&self, path: &'a str, jwks: bool) -> Option<&'a str> {
+        if path == "/.well-known/jwks.json" {
+            return jwks.then_some(path);
+        }
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        matches!(
+            rest,
+            "/users/me"
+                | "/auth/signin"
+                | "/auth/refresh"
+                | "/auth/logout"
+                | "/auth/verify"
+                | "/auth/login"
+                | "/auth/device"
+                | "/auth/status"
+                | "/sessions"
+                | "/sessions/renew"
+                | "/sessions/reissue"
+                | "/sessions/destroy"
+                | "/sessions/current"
+        )
+        .then_some(rest)
+    }
+
     pub fn new(config: &Config, metrics: Arc<Metrics>, passwords: Arc<Passwords>) -> Api {
         Api {
             metrics,

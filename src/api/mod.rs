@@ -22,32 +22,6 @@ use crate::gateway::{ConnInfo, GatewayState};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-/// If `path` (normalized) is one of the gateway's own endpoints, its path within the API
-/// (without `[api] prefix`). The JWKS stays at the root, where verifiers look for it.
-pub fn owns<'a>(shared: &GatewayState, path: &'a str) -> Option<&'a str> {
-    if path == "/.well-known/jwks.json" {
-        return shared.assertion.is_some().then_some(path);
-    }
-    let rest = path.strip_prefix(shared.api.prefix.as_str())?;
-    matches!(
-        rest,
-        "/users/me"
-            | "/auth/signin"
-            | "/auth/refresh"
-            | "/auth/logout"
-            | "/auth/verify"
-            | "/auth/login"
-            | "/auth/device"
-            | "/auth/status"
-            | "/sessions"
-            | "/sessions/renew"
-            | "/sessions/reissue"
-            | "/sessions/destroy"
-            | "/sessions/current"
-    )
-    .then_some(rest)
-}
-
 /// Answers one of the paths `owns` claimed.
 pub async fn answer(
     shared: &GatewayState,

@@ -39,21 +39,9 @@ impl<'a> Credential<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Oversized;
 
-/// A header value as text, by `HeaderValue::to_str`'s rule: visible ASCII, spaces and tabs only.
-pub fn header_text(value: &[u8]) -> Option<&str> {
-    if is_text(value) {
-        std::str::from_utf8(value).ok()
-    } else {
-        None
-    }
-}
-
-/// Visible ASCII, spaces and tabs only; without early exit, so it runs as vector code.
-fn is_text(value: &[u8]) -> bool {
-    value
-        .iter()
-        .fold(true, |ok, &b| ok & ((32..127).contains(&b) | (b == b'\t')))
-}
+/// A header value as text (`proxy::framing::header_text`, below every rule that reads one).
+pub use crate::proxy::framing::header_text;
+use crate::proxy::framing::is_text;
 
 /// The bearer token from `Authorization`, if that is what it holds.
 pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Oversized> {

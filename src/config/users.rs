@@ -2,7 +2,7 @@
 //! the same shape (`[[users]]` tables only), so passwords can live apart from the config. Keys
 //! in errors name the file and entry (`users_file[2].password_hash`).
 
-use super::ConfigError;
+use super::model::{ConfigError, syntax_error, without_values};
 use super::raw::RawUser;
 use crate::session::User;
 use http::HeaderValue;
@@ -24,13 +24,13 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, RawUser)>, ConfigError> {
     let de = toml::Deserializer::parse(&text).map_err(|e| {
         ConfigError::new(
             "users_file",
-            format!("{}: {}", path.display(), super::syntax_error(&text, &e)),
+            format!("{}: {}", path.display(), syntax_error(&text, &e)),
         )
     })?;
     let file: UsersFile = serde_path_to_error::deserialize(de).map_err(|e| {
         ConfigError::new(
             format!("users_file: {} {}", path.display(), e.path()),
-            super::without_values(e.into_inner().message()),
+            without_values(e.into_inner().message()),
         )
     })?;
     Ok(file

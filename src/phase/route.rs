@@ -23,7 +23,7 @@ pub fn route<'p>(
     authority: &str,
 ) -> Result<Routed<'p>, GatewayError> {
     let path = route::normalize_path(raw_path).map_err(|e| GatewayError::BadPath(e.message()))?;
-    if let Some(api_path) = crate::api::owns(shared, &path) {
+    if let Some(api_path) = shared.api.owns(&path, shared.assertion.is_some()) {
         return Ok(Routed::Endpoint(api_path.to_string()));
     }
     let host = route::host_of(authority);

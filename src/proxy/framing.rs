@@ -10,6 +10,22 @@
 //! - **Response framing** (RFC 9112 §6.3): one `Content-Length` at most reaches the client,
 //!   `Transfer-Encoding` wins over `Content-Length`, and anything ambiguous is a 502.
 
+/// A header value as text, by `HeaderValue::to_str`'s rule: visible ASCII, spaces and tabs only.
+pub fn header_text(value: &[u8]) -> Option<&str> {
+    if is_text(value) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
+/// Visible ASCII, spaces and tabs only; without early exit, so it runs as vector code.
+pub fn is_text(value: &[u8]) -> bool {
+    value
+        .iter()
+        .fold(true, |ok, &b| ok & ((32..127).contains(&b) | (b == b'\t')))
+}
+
 /// RFC 9110 `tchar`: the bytes of a token.
 pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -19,7 +35,7 @@ pub fn is_tchar(b: u8) -> bool {
 /// not text yields one item that matches nothing (`"\0"`).
 fn items<'a>(values: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a str> {
     values
-        .flat_map(|v| crate::auth::header_text(v).unwrap_or("\0").split(','))
+        .flat_map(|v| header_text(v).unwrap_or("\0").split(','))
         .map(str::trim)
         .filter(|t| !t.is_empty())
 }
@@ -161,7 +177,7 @@ fn version_ok(allowed: &str, offered: &str) -> bool {
 /// Whether an upstream's 101 switched to the protocol the request was tunnelled for.
 pub fn switched_to(requested: &str, upgrade: Option<&[u8]>) -> bool {
     upgrade
-        .and_then(crate::auth::header_text)
+        .and_then(header_text)
         .is_some_and(|u| protocol_name(u.trim()).eq_ignore_ascii_case(protocol_name(requested)))
 }
 
@@ -216,7 +232,7 @@ impl ResponseFraming {
 
     /// A `Transfer-Encoding` value: `chunked` alone, once, in HTTP/1.1.
     pub fn transfer_encoding(&mut self, value: &[u8], http11: bool) {
-        let alone = crate::auth::header_text(value).is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        let alone = header_text(value).is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
         self.bad_coding |= self.chunked || !http11 || !alone;
         self.chunked = true;
     }

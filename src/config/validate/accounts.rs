@@ -2,8 +2,9 @@
 //! `mode` (single-user needs a user) and `[login]` (attempt limits).
 
 use super::{positive, resolve};
+use crate::config::model::{ConfigError, LoginConfig, Mode};
 use crate::config::raw::{RawLogin, RawUser};
-use crate::config::{ConfigError, LoginConfig, Mode, users};
+use crate::config::users;
 use crate::session::User;
 use std::collections::HashMap;
 use std::path::Path;

@@ -9,8 +9,9 @@ mod site;
 mod store;
 mod tokens;
 
+use super::model::{Config, ConfigError, LogConfig};
 use super::raw::RawConfig;
-use super::{Config, ConfigError, LogConfig, parse_duration};
+use super::units::parse_duration;
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

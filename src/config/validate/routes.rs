@@ -2,8 +2,8 @@
 //! across routes (unique names, one route per host and path, `jwt` needs an issuer).
 
 use super::{duration, positive, resolve};
+use crate::config::model::{ConfigError, Policy, RouteConfig};
 use crate::config::raw::RawRoute;
-use crate::config::{ConfigError, Policy, RouteConfig};
 use crate::tls;
 use std::path::Path;
 use std::sync::Arc;

@@ -2,8 +2,8 @@
 //! `[admin]`, `[headers]` (identity header names) and `[demo]`.
 
 use super::{cidr, duration, positive, resolve, socket_addr};
+use crate::config::model::{AdminConfig, ConfigError, DemoConfig, HeaderNames, ServerConfig};
 use crate::config::raw::{RawAdmin, RawDemo, RawHeaders, RawServer};
-use crate::config::{AdminConfig, ConfigError, DemoConfig, HeaderNames, ServerConfig};
 use crate::tls;
 use http::HeaderName;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! What the browser-facing side is called: `[cookie] name`, `[api] prefix` and `[ui] title`.
 
-use crate::config::ConfigError;
+use crate::config::model::ConfigError;
 
 pub(super) fn cookie_name(cookie_name: String) -> Result<String, ConfigError> {
     if cookie_name.is_empty()

@@ -2,8 +2,8 @@
 //! `[sessions]`.
 
 use super::{duration, positive, resolve};
+use crate::config::model::{CacheConfig, ConfigError, SessionsConfig, StoreConfig};
 use crate::config::raw::{RawCache, RawSessions, RawStore, RawTokens};
-use crate::config::{CacheConfig, ConfigError, SessionsConfig, StoreConfig};
 use std::path::Path;
 use std::time::Duration;
 

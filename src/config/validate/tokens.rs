@@ -3,7 +3,7 @@
 
 use super::{duration, positive, resolve};
 use crate::auth::jwt::{self, AssertionSigner, Issuer};
-use crate::config::ConfigError;
+use crate::config::model::ConfigError;
 use crate::config::raw::{RawAssertion, RawJwtIssuer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

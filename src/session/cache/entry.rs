@@ -2,7 +2,7 @@
 //! secret hash, the shared user, the session's own header values, and the `X-Auth-Jwt`
 //! assertions signed for it.
 
-use super::UserParts;
+use super::users::UserParts;
 use super::users::{EMPTY, NO_USER, Users};
 use crate::session::token;
 use crate::session::{Session, State, User, now};
