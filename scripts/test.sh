@@ -16,6 +16,7 @@ need() {
 }
 
 need curl curl
+need python3 python3
 need redis-server redis-server
 need redis-cli redis-tools
 need nginx nginx-light
@@ -32,5 +33,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== import circles and file sizes (issue #15)"
+python3 scripts/import_circles.py src
+long=$(find src -name '*.rs' -exec awk 'END { if (NR > 600) print FILENAME ": " NR " lines" }' {} \;)
+if [ -n "$long" ]; then
+  echo "files in src/ over 600 lines:"; echo "$long"; exit 1
+fi
 echo "== cargo test"
 cargo test --all-targets
