@@ -130,7 +130,7 @@ impl From<GatewayError> for ApiError {
             status: e.status(),
             code: e.code(),
             message: Cow::Owned(e.to_string()),
-            field: None,
+            members: Vec::new(),
             headers,
         }
     }
@@ -147,8 +147,9 @@ pub struct ApiError {
     /// The `error` field: a `snake_case` code clients branch on.
     pub code: &'static str,
     pub message: Cow<'static, str>,
-    /// The request field at fault: `{"field": …}` in the JSON body.
-    pub field: Option<String>,
+    /// More members of the JSON body, by name: the request `field` at fault, the `login_url`
+    /// of a session that waits for a login.
+    members: Vec<(&'static str, String)>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -166,17 +167,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            field: None,
+            members: Vec::new(),
             headers: Vec::new(),
         }
     }
 
     /// A 400 that names the field at fault: `{"error", "message": "<field>: <message>", "field"}`.
     pub fn field(code: &'static str, field: &str, message: &str) -> ApiError {
-        ApiError {
-            field: Some(field.to_string()),
-            ..ApiError::new(StatusCode::BAD_REQUEST, code, format!("{field}: {message}"))
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, code, format!("{field}: {message}"))
+            .with_member("field", field.to_string())
     }
 
     /// 503 `session_store_unavailable`: the store failed; a retry may work.
@@ -205,6 +204,12 @@ impl ApiError {
             "conflict",
             "the session changed meanwhile; try again",
         )
+    }
+
+    /// The same error with one more member in its JSON body.
+    pub fn with_member(mut self, name: &'static str, value: String) -> ApiError {
+        self.members.push((name, value));
+        self
     }
 
     /// The same error with one more header (replacing any of that name).
@@ -240,14 +245,10 @@ impl ApiError {
     }
 
     fn json(self) -> Response<ProxyBody> {
-        let body = match self.field {
-            Some(field) => serde_json::json!({
-                "error": self.code,
-                "message": self.message,
-                "field": field,
-            }),
-            None => serde_json::json!({ "error": self.code, "message": self.message }),
-        };
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
+        for (name, value) in self.members {
+            body[name] = value.into();
+        }
         let mut resp = json_response(self.status, body.to_string());
         for (name, value) in self.headers {
             resp.headers_mut().insert(name, value);

@@ -83,18 +83,16 @@ pub async fn me(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>)
         Found::Active(live) => json_response(StatusCode::OK, live_json(&live)),
         Found::Pending(live) => {
             let url = super::pending::login_url(shared, live.session.user_code().unwrap_or(""));
-            let body = serde_json::json!({
-                "error": "login_required",
-                "message": "this session waits for a login in a browser",
-                "login_url": url,
-            });
-            let mut resp = json_response(StatusCode::UNAUTHORIZED, body.to_string());
+            let mut refused = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "login_required",
+                "this session waits for a login in a browser",
+            )
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             if let Ok(v) = HeaderValue::from_str(&url) {
-                resp.headers_mut().insert(header::LOCATION, v);
+                refused = refused.with_header(header::LOCATION, v);
             }
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
+            refused.with_member("login_url", url).into_response()
         }
         Found::Nothing => {
             let refused =
