@@ -5,14 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# need PROGRAM PACKAGE: install PACKAGE with apt-get when PROGRAM is not on PATH.
-need() {
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "== installing $2 (for $1)"
+# apt_install PACKAGE: apt-get, as root or through sudo.
+apt_install() {
+  echo "== installing $1"
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+}
+
+# need PROGRAM PACKAGE: install PACKAGE when PROGRAM is not on PATH.
+need() {
+  command -v "$1" >/dev/null 2>&1 || apt_install "$2"
 }
 
 need curl curl
@@ -27,6 +31,21 @@ need npm npm
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== npm ci (tests/browser)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# The gRPC tests' independent client (tests/grpc/client.py): Python's grpcio from PyPI, in a
+# virtualenv of its own under target/ (Debian's Python refuses system-wide pip installs).
+if [ ! -x target/grpc-venv/bin/python ]; then
+  echo "== python3 -m venv target/grpc-venv"
+  if ! python3 -m venv target/grpc-venv >/dev/null 2>&1; then
+    rm -rf target/grpc-venv
+    apt_install python3-venv
+    python3 -m venv target/grpc-venv
+  fi
+fi
+if ! target/grpc-venv/bin/python -c 'import grpc, grpc_reflection, grpc_health' 2>/dev/null; then
+  echo "== pip install grpcio grpcio-reflection grpcio-health-checking (target/grpc-venv)"
+  target/grpc-venv/bin/python -m pip install --quiet grpcio grpcio-reflection grpcio-health-checking
 fi
 
 echo "== cargo fmt --check"

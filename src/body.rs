@@ -32,6 +32,8 @@ pin_project! {
             stall: Stall,
         },
         Full { #[pin] inner: Full<Bytes> },
+        /// A gRPC answer of the gateway's own services (`grpc`), trailers included.
+        Grpc { #[pin] inner: tonic::body::Body },
     }
 }
 
@@ -44,6 +46,10 @@ impl ProxyBody {
 
     pub fn empty() -> Self {
         ProxyBody::full(Bytes::new())
+    }
+
+    pub fn grpc(inner: tonic::body::Body) -> Self {
+        ProxyBody::Grpc { inner }
     }
 
     /// An upstream's body; `lease` goes back to the pool at its end (at once if it is empty)
@@ -134,6 +140,7 @@ impl Body for ProxyBody {
                 }
             }
             ProxyBodyProj::Full { inner } => inner.poll_frame(cx).map_err(|never| match never {}),
+            ProxyBodyProj::Grpc { inner } => inner.poll_frame(cx).map_err(BoxError::from),
         }
     }
 
@@ -141,6 +148,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Upstream { inner, first, .. } => first.is_none() && inner.is_end_stream(),
             ProxyBody::Full { inner } => inner.is_end_stream(),
+            ProxyBody::Grpc { inner } => inner.is_end_stream(),
         }
     }
 
@@ -160,6 +168,7 @@ impl Body for ProxyBody {
                 hint
             }
             ProxyBody::Full { inner } => inner.size_hint(),
+            ProxyBody::Grpc { inner } => inner.size_hint(),
         }
     }
 }

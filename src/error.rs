@@ -206,6 +206,11 @@ impl ApiError {
         )
     }
 
+    /// One of the headers this answer carries (`Retry-After`, `Location`…).
+    pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
     /// The same error with one more member in its JSON body.
     pub fn with_member(mut self, name: &'static str, value: String) -> ApiError {
         self.members.push((name, value));

@@ -39,26 +39,36 @@ pub async fn handle(worker: &Worker, req: Request<Incoming>, conn: &ConnInfo) ->
         req.headers().get(header::ACCEPT).map(HeaderValue::as_bytes),
     );
     let mut trace = Trace::default();
-    let mut resp = match proxy(
-        worker,
-        req,
-        conn,
-        trusted,
-        navigation,
-        &request_id_value,
-        &mut trace,
-    )
-    .await
-    {
-        Ok(resp) => resp,
-        Err(e) => {
-            let close = http1 && e.closes_connection();
-            let mut resp = worker.shared.answer(e, navigation);
-            if close {
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let mut resp = if crate::grpc::owns(&req) {
+        // The gateway's own gRPC services (SessionService, health, reflection).
+        trace.api = true;
+        if worker.shared.access_log {
+            trace.path = Some(req.uri().path().to_string());
+        }
+        // Boxed: rare next to proxied requests, and large.
+        Box::pin(crate::grpc::serve(worker.shared.clone(), conn, req)).await
+    } else {
+        match proxy(
+            worker,
+            req,
+            conn,
+            trusted,
+            navigation,
+            &request_id_value,
+            &mut trace,
+        )
+        .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                let close = http1 && e.closes_connection();
+                let mut resp = worker.shared.answer(e, navigation);
+                if close {
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                resp
             }
-            resp
         }
     };
     resp.headers_mut().insert(X_REQUEST_ID, request_id_value);

@@ -5,18 +5,18 @@
 //! SessionService); it uses none of them.
 
 use crate::auth::{self, Credential};
-use crate::body::ProxyBody;
 use crate::error::ApiError;
 use crate::gateway::{ConnInfo, GatewayState};
 use crate::session::cache::{CachedSession, Found, Meta};
-use http::{HeaderMap, Request, Response, StatusCode, header};
+use http::{HeaderMap, Request, StatusCode, header};
 
-/// The live session behind the request's credential, or the reason there is none.
-pub(super) async fn current(
+/// The live session behind the request's credential (none: no credential, or one that opens
+/// no live session); `Err` when the store could not say.
+pub(crate) async fn current(
     shared: &GatewayState,
     conn: &ConnInfo,
     headers: &HeaderMap,
-) -> Result<Option<std::sync::Arc<CachedSession>>, Response<ProxyBody>> {
+) -> Result<Option<std::sync::Arc<CachedSession>>, ApiError> {
     let presented = match auth::credential(headers, shared.cookie_on(conn)) {
         Ok(Some(c)) => c,
         _ => return Ok(None),
@@ -26,13 +26,13 @@ pub(super) async fn current(
         Ok(_) => Ok(None),
         Err(e) => {
             tracing::warn!(error = %e, "session lookup failed");
-            Err(ApiError::from(&e).into_response())
+            Err(ApiError::from(&e))
         }
     }
 }
 
 /// 401 `invalid_token`: the request's credential opens no live session.
-pub(super) fn no_session() -> ApiError {
+pub(crate) fn no_session() -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "no valid session")
 }
 
@@ -45,7 +45,7 @@ pub(super) fn authority<B>(req: &Request<B>) -> Option<&str> {
 }
 
 /// Where a session is made from, as `GET /sessions` shows it later.
-pub(super) fn meta(conn: &ConnInfo, headers: &HeaderMap, device_uuid: Option<String>) -> Meta {
+pub(crate) fn meta(conn: &ConnInfo, headers: &HeaderMap, device_uuid: Option<String>) -> Meta {
     Meta {
         ip: Some(conn.peer.ip().to_string()),
         user_agent: headers

@@ -182,7 +182,7 @@ pub async fn refresh(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incom
         .into_response();
     }
     let live = match current(shared, conn, req.headers()).await {
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
         Ok(None) => return no_session().into_response(),
         Ok(Some(live)) => live,
     };

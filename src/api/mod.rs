@@ -6,13 +6,13 @@
 //! Their state (users, login limits, prefix) is `crate::api_state::Api`, kept by
 //! `gateway::GatewayState`; the cookie and cross-site rules are `crate::auth::browser`'s.
 
-mod caller;
+pub(crate) mod caller;
 mod cookie;
 pub mod forms;
 mod login;
 mod pending;
 pub mod proto;
-mod service;
+pub(crate) mod service;
 mod status;
 mod verify;
 

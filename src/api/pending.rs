@@ -108,7 +108,7 @@ pub async fn renew(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incomin
         return refused;
     }
     let live = match current(shared, conn, req.headers()).await {
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
         Ok(None) => return no_session().into_response(),
         Ok(Some(live)) => live,
     };

@@ -161,46 +161,72 @@ pub async fn create(shared: &GatewayState, conn: &ConnInfo, req: Request<Incomin
             },
         },
     };
-    let username = message.username.unwrap_or_default();
-    let password = message.password.unwrap_or_default();
-    let device_uuid = message.device_uuid.filter(|d| !d.is_empty());
+    let ask = CreateAsk {
+        username: message.username.unwrap_or_default(),
+        password: message.password.unwrap_or_default(),
+        device_uuid: message.device_uuid,
+    };
+    match create_session(shared, conn, &headers, ask).await {
+        Ok(issued) => answer(StatusCode::CREATED, wire, &issued),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// What CreateSession asks, whichever wire it came on (JSON, protobuf body, gRPC).
+pub struct CreateAsk {
+    pub username: String,
+    pub password: String,
+    /// Empty is none.
+    pub device_uuid: Option<String>,
+}
+
+/// CreateSession for every wire: the fields checked (400 naming the field), the address and
+/// user rate limits (429), the password (401 `invalid_credentials`), then the session, which
+/// ends the user's other sessions on the same device.
+pub async fn create_session(
+    shared: &GatewayState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    ask: CreateAsk,
+) -> Result<Issued, ApiError> {
+    let CreateAsk {
+        username,
+        password,
+        device_uuid,
+    } = ask;
+    let device_uuid = device_uuid.filter(|d| !d.is_empty());
     if username.is_empty() {
-        return ApiError::field("missing_field", "username", "required").into_response();
+        return Err(ApiError::field("missing_field", "username", "required"));
     }
     if username.len() > MAX_USERNAME {
-        return ApiError::field("invalid_field", "username", "at most 64 bytes").into_response();
+        return Err(ApiError::field("invalid_field", "username", "at most 64 bytes"));
     }
     if password.is_empty() {
-        return ApiError::field("missing_field", "password", "required").into_response();
+        return Err(ApiError::field("missing_field", "password", "required"));
     }
     if password.len() > MAX_PASSWORD {
-        return ApiError::field("invalid_field", "password", "at most 1024 bytes").into_response();
+        return Err(ApiError::field("invalid_field", "password", "at most 1024 bytes"));
     }
     if let Some(d) = &device_uuid
         && (d.len() > MAX_DEVICE_UUID || d.chars().any(char::is_control))
     {
-        return ApiError::field("invalid_field", "device_uuid", "at most 128 printable characters")
-            .into_response();
+        return Err(ApiError::field(
+            "invalid_field",
+            "device_uuid",
+            "at most 128 printable characters",
+        ));
     }
     let api = &shared.api;
-    if let Err(refused) = api.address_allowed(conn.peer.ip()) {
-        return refused.into_response();
-    }
-    let user = match api.check_login(&username, &password).await {
-        Ok(user) => user,
-        Err(refused) => return refused.into_response(),
-    };
-    match shared
+    api.address_allowed(conn.peer.ip())?;
+    let user = api.check_login(&username, &password).await?;
+    shared
         .sessions
-        .create_active(user, None, meta(conn, &headers, device_uuid))
+        .create_active(user, None, meta(conn, headers, device_uuid))
         .await
-    {
-        Ok(issued) => answer(StatusCode::CREATED, wire, &issued),
-        Err(e) => {
+        .map_err(|e| {
             tracing::warn!(error = %e, "cannot create a session");
-            ApiError::from(&e).into_response()
-        }
-    }
+            ApiError::from(&e)
+        })
 }
 
 #[derive(Deserialize)]
@@ -233,29 +259,35 @@ pub async fn reissue(shared: &GatewayState, req: Request<Incoming>) -> Response<
     let Some(presented) = presented.filter(|t| !t.is_empty()) else {
         return ApiError::field("missing_field", "reissue_token", "required").into_response();
     };
-    match shared.sessions.reissue(&presented).await {
-        Ok(Reissued::Issued(issued)) => answer(StatusCode::OK, wire, &issued),
-        Ok(Reissued::Invalid) => ApiError::new(
+    match reissue_session(shared, &presented).await {
+        Ok(issued) => answer(StatusCode::OK, wire, &issued),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// ReissueSession for every wire: a new pair for a valid reissue token (single use, with its
+/// grace window), else 401 saying why.
+pub async fn reissue_session(shared: &GatewayState, presented: &str) -> Result<Issued, ApiError> {
+    match shared.sessions.reissue(presented).await {
+        Ok(Reissued::Issued(issued)) => Ok(*issued),
+        Ok(Reissued::Invalid) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_reissue_token",
             "this reissue token is not valid",
-        )
-        .into_response(),
-        Ok(Reissued::Expired) => ApiError::new(
+        )),
+        Ok(Reissued::Expired) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "reissue_token_expired",
             "this reissue token has expired; log in again",
-        )
-        .into_response(),
-        Ok(Reissued::Reused) => ApiError::new(
+        )),
+        Ok(Reissued::Reused) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "reissue_token_reused",
             "this reissue token was already used; the session has been ended",
-        )
-        .into_response(),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "reissue failed");
-            ApiError::from(&e).into_response()
+            Err(ApiError::from(&e))
         }
     }
 }
@@ -271,7 +303,7 @@ pub async fn destroy(shared: &GatewayState, conn: &ConnInfo, req: Request<Incomi
         return refused;
     }
     let live = match current(shared, conn, req.headers()).await {
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
         Ok(None) => return no_session().into_response(),
         Ok(Some(live)) => live,
     };
