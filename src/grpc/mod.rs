@@ -1,12 +1,13 @@
 //! The gateway's own gRPC services (SPEC §2.2), on the TLS listener over HTTP/2 and on the plain
 //! listener with HTTP/2 prior knowledge: `portcullis.v1.SessionService` (the SessionService of
 //! seed 001: the same decisions as its JSON and protobuf endpoints, `session`),
-//! `grpc.health.v1.Health`, and server reflection (v1 and v1alpha) so grpcurl and grpcio work
-//! without the `.proto`. A request is the gateway's when it is HTTP/2, says `application/grpc`
+//! `grpc.health.v1.Health`, server reflection (v1 and v1alpha) so grpcurl and grpcio work
+//! without the `.proto`, and Envoy's `ext_authz` (`ext_authz`: the proxy's own phases decide). A request is the gateway's when it is HTTP/2, says `application/grpc`
 //! and names one of these services (`owns`); everything else goes through the phases as
 //! before. Errors are gRPC statuses (`status`): never `UNKNOWN` or `INTERNAL` for bad input.
 
 pub mod codec;
+pub mod ext_authz;
 pub mod session;
 pub mod status;
 
@@ -25,6 +26,7 @@ const SESSION: &str = "/portcullis.v1.SessionService/";
 const HEALTH: &str = "/grpc.health.v1.Health/";
 const REFLECTION_V1: &str = "/grpc.reflection.v1.ServerReflection/";
 const REFLECTION_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/";
+const EXT_AUTHZ: &str = "/envoy.service.auth.v3.Authorization/";
 
 /// Whether `req` is a call to one of the gateway's own gRPC services.
 pub fn owns<B>(req: &Request<B>) -> bool {
@@ -33,7 +35,7 @@ pub fn owns<B>(req: &Request<B>) -> bool {
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
-        && [SESSION, HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA]
+        && [SESSION, HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA, EXT_AUTHZ]
             .iter()
             .any(|service| req.uri().path().starts_with(service))
 }
@@ -55,6 +57,16 @@ pub async fn serve(
         };
         call(
             pb::session_service_server::SessionServiceServer::new(sessions),
+            req,
+        )
+        .await
+    } else if path.starts_with(EXT_AUTHZ) {
+        let authz = ext_authz::ExtAuthz {
+            shared,
+            conn: conn.clone(),
+        };
+        call(
+            envoy_types::ext_authz::v3::pb::AuthorizationServer::new(authz),
             req,
         )
         .await
@@ -92,10 +104,12 @@ pub async fn serve(
     };
     let Ok(resp) = answered;
     let (mut parts, body) = resp.into_parts();
-    // Health's own codec (tonic's) calls a message it cannot decode INTERNAL; its Check can fail
-    // in no other way than by its request (an unknown service is NOT_FOUND), so its
-    // trailers-only INTERNAL is the caller's bad input: INVALID_ARGUMENT, as SPEC §2.2 says.
-    if path.starts_with(HEALTH) && parts.headers.get("grpc-status").is_some_and(|s| s == "13") {
+    // Health's and Check's servers use tonic's own codec, which calls a message it cannot
+    // decode INTERNAL; neither can fail in another way that ends the call before it starts (an
+    // unknown service is NOT_FOUND, every Check answer is a message), so such a trailers-only
+    // INTERNAL is the caller's bad input: INVALID_ARGUMENT, as SPEC §2.2 says.
+    let unary = path.starts_with(HEALTH) || path.starts_with(EXT_AUTHZ);
+    if unary && parts.headers.get("grpc-status").is_some_and(|s| s == "13") {
         parts.headers.insert("grpc-status", HeaderValue::from_static("3"));
         parts.headers.insert(
             "grpc-message",
