@@ -32,8 +32,10 @@ pin_project! {
             stall: Stall,
         },
         Full { #[pin] inner: Full<Bytes> },
-        /// A gRPC answer of the gateway's own services (`grpc`), trailers included.
-        Grpc { #[pin] inner: tonic::body::Body },
+        /// A gRPC answer of the gateway's own services (`grpc`), trailers included; with
+        /// `decode_errors_are_callers`, a call ended INTERNAL (tonic's codec's word for a
+        /// message it cannot decode) ends INVALID_ARGUMENT instead (`grpc::serve` says when).
+        Grpc { #[pin] inner: tonic::body::Body, decode_errors_are_callers: bool },
     }
 }
 
@@ -48,8 +50,11 @@ impl ProxyBody {
         ProxyBody::full(Bytes::new())
     }
 
-    pub fn grpc(inner: tonic::body::Body) -> Self {
-        ProxyBody::Grpc { inner }
+    pub fn grpc(inner: tonic::body::Body, decode_errors_are_callers: bool) -> Self {
+        ProxyBody::Grpc {
+            inner,
+            decode_errors_are_callers,
+        }
     }
 
     /// An upstream's body; `lease` goes back to the pool at its end (at once if it is empty)
@@ -140,7 +145,20 @@ impl Body for ProxyBody {
                 }
             }
             ProxyBodyProj::Full { inner } => inner.poll_frame(cx).map_err(|never| match never {}),
-            ProxyBodyProj::Grpc { inner } => inner.poll_frame(cx).map_err(BoxError::from),
+            ProxyBodyProj::Grpc {
+                inner,
+                decode_errors_are_callers,
+            } => {
+                let polled = inner.poll_frame(cx).map_err(BoxError::from);
+                match polled {
+                    Poll::Ready(Some(Ok(frame))) if *decode_errors_are_callers && frame.is_trailers() => {
+                        let trailers = frame.into_trailers().unwrap_or_default();
+                        let trailers = decode_error_is_callers(trailers);
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    other => other,
+                }
+            }
         }
     }
 
@@ -148,7 +166,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Upstream { inner, first, .. } => first.is_none() && inner.is_end_stream(),
             ProxyBody::Full { inner } => inner.is_end_stream(),
-            ProxyBody::Grpc { inner } => inner.is_end_stream(),
+            ProxyBody::Grpc { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -168,7 +186,22 @@ impl Body for ProxyBody {
                 hint
             }
             ProxyBody::Full { inner } => inner.size_hint(),
-            ProxyBody::Grpc { inner } => inner.size_hint(),
+            ProxyBody::Grpc { inner, .. } => inner.size_hint(),
         }
     }
+}
+
+/// Health, reflection and ext_authz run on tonic's own codec, which ends a call whose message
+/// it cannot decode with INTERNAL; none of them ends a call INTERNAL for another reason, so for
+/// them that status (in a trailers-only head, or in trailers) is the caller's bad input:
+/// INVALID_ARGUMENT, as SPEC §2.2 asks.
+pub fn decode_error_is_callers(mut fields: http::HeaderMap) -> http::HeaderMap {
+    if fields.get("grpc-status").is_some_and(|s| s == "13") {
+        fields.insert("grpc-status", http::HeaderValue::from_static("3"));
+        fields.insert(
+            "grpc-message",
+            http::HeaderValue::from_static("the message cannot be decoded"),
+        );
+    }
+    fields
 }

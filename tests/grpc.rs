@@ -12,14 +12,15 @@ use portcullis::grpc::pb::{CreateSessionRequest, DestroySessionRequest, ReissueS
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// A gateway's config: the test users, `extra`, and a route (the gRPC services need none, the
-/// config does).
+/// A gateway's config: the test users, `extra`, an authenticated route (for ext_authz; the
+/// SessionService needs none), and this machine as a trusted proxy (ext_authz answers only those).
 fn config(extra: &str) -> String {
     let nowhere: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
-    format!(
-        "{}{USERS}{extra}{}",
-        base_toml(),
-        route("app", "/", &[nowhere], "")
+    let app = route("app", "/", &[nowhere], "").replace("\"public\"", "\"authenticated\"");
+    format!("{}{USERS}{extra}{app}", base_toml()).replacen(
+        "workers = 1\n",
+        "workers = 1\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        1,
     )
 }
 

@@ -104,22 +104,16 @@ pub async fn serve(
     };
     let Ok(resp) = answered;
     let (mut parts, body) = resp.into_parts();
-    // Health's and Check's servers use tonic's own codec, which calls a message it cannot
-    // decode INTERNAL; neither can fail in another way that ends the call before it starts (an
-    // unknown service is NOT_FOUND, every Check answer is a message), so such a trailers-only
-    // INTERNAL is the caller's bad input: INVALID_ARGUMENT, as SPEC §2.2 says.
-    let unary = path.starts_with(HEALTH) || path.starts_with(EXT_AUTHZ);
-    if unary && parts.headers.get("grpc-status").is_some_and(|s| s == "13") {
-        parts.headers.insert("grpc-status", HeaderValue::from_static("3"));
-        parts.headers.insert(
-            "grpc-message",
-            HeaderValue::from_static("the message cannot be decoded"),
-        );
+    // Ours decodes with our codec (`codec`); the others' INTERNAL is a message they could
+    // not decode (`body::decode_error_is_callers`).
+    let theirs = !path.starts_with(SESSION);
+    if theirs {
+        parts.headers = crate::body::decode_error_is_callers(parts.headers);
     }
     parts
         .headers
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Response::from_parts(parts, ProxyBody::grpc(body))
+    Response::from_parts(parts, ProxyBody::grpc(body, theirs))
 }
 
 async fn call<S>(mut service: S, req: Request<Incoming>) -> Result<Response<tonic::body::Body>, Infallible>

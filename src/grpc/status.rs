@@ -37,5 +37,5 @@ pub fn from_api(refused: ApiError) -> Status {
 /// A trailers-only gRPC answer carrying `status`.
 pub fn response(status: Status) -> Response<ProxyBody> {
     let (parts, body) = status.into_http::<tonic::body::Body>().into_parts();
-    Response::from_parts(parts, ProxyBody::grpc(body))
+    Response::from_parts(parts, ProxyBody::grpc(body, false))
 }
