@@ -82,18 +82,21 @@ fn protobuf_body<T: Message + Default>(bytes: &[u8]) -> Result<T, Refusal> {
 fn answer(status: StatusCode, wire: Wire, issued: &Issued) -> Response<ProxyBody> {
     match wire {
         Wire::Json => json_response(status, issued_json(issued)),
-        Wire::Protobuf => {
-            let user = issued.session.user.as_ref();
-            let message = proto::CreateSessionResponse {
-                auth_token: issued.token.clone(),
-                reissue_token: issued.reissue_token.clone(),
-                exp: u32::try_from(issued.session.ends_at()).unwrap_or(u32::MAX),
-                user_id: user.map_or(0, |u| u.id),
-                username: user.map(|u| u.username.clone()).unwrap_or_default(),
-                user_uuid: user.map(|u| u.uuid.clone()).unwrap_or_default(),
-            };
-            protobuf_response(status, message.encode_to_vec())
-        }
+        Wire::Protobuf => protobuf_response(status, issued_message(issued).encode_to_vec()),
+    }
+}
+
+/// A session just made, as the seed's CreateSessionResponse (ReissueSessionResponse has the
+/// same fields and numbers): the protobuf body and the gRPC answer.
+pub fn issued_message(issued: &Issued) -> proto::CreateSessionResponse {
+    let user = issued.session.user.as_ref();
+    proto::CreateSessionResponse {
+        auth_token: issued.token.clone(),
+        reissue_token: issued.reissue_token.clone(),
+        exp: u32::try_from(issued.session.ends_at()).unwrap_or(u32::MAX),
+        user_id: user.map_or(0, |u| u.id),
+        username: user.map(|u| u.username.clone()).unwrap_or_default(),
+        user_uuid: user.map(|u| u.uuid.clone()).unwrap_or_default(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! DestroySession takes the session's token in the `authorization: Bearer …` metadata.
 
 use crate::api::caller::{current, no_session};
-use crate::api::service::{CreateAsk, create_session, reissue_session};
+use crate::api::service::{CreateAsk, create_session, issued_message, reissue_session};
 use crate::error::ApiError;
 use crate::gateway::{ConnInfo, GatewayState};
 use crate::grpc::status::from_api;
@@ -13,7 +13,6 @@ use crate::proto::{
     CreateSessionRequest, CreateSessionResponse, DestroySessionRequest, DestroySessionResponse,
     ReissueSessionRequest, ReissueSessionResponse,
 };
-use crate::session::lifecycle::Issued;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -21,19 +20,6 @@ use tonic::{Request, Response, Status};
 pub struct Sessions {
     pub shared: Arc<GatewayState>,
     pub conn: ConnInfo,
-}
-
-/// The session a call made, as the seed's message (ReissueSessionResponse has the same fields).
-fn issued_message(issued: &Issued) -> CreateSessionResponse {
-    let user = issued.session.user.as_ref();
-    CreateSessionResponse {
-        auth_token: issued.token.clone(),
-        reissue_token: issued.reissue_token.clone(),
-        exp: u32::try_from(issued.session.ends_at()).unwrap_or(u32::MAX),
-        user_id: user.map_or(0, |u| u.id),
-        username: user.map(|u| u.username.clone()).unwrap_or_default(),
-        user_uuid: user.map(|u| u.uuid.clone()).unwrap_or_default(),
-    }
 }
 
 #[tonic::async_trait]
