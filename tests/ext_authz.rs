@@ -24,7 +24,8 @@ fn config(trusted: bool) -> String {
         route("app", "/app", &[nowhere], "").replace("\"public\"", "\"authenticated\""),
         route("admin", "/admin", &[nowhere], "roles = [\"admin\"]").replace("\"public\"", "\"roles\""),
         route("open", "/open", &[nowhere], ""),
-    );
+    ) + &route("root", "/", &[nowhere], "roles = [\"admin\"]")
+        .replace("\"public\"", "\"roles\"");
     if trusted {
         toml = toml.replacen(
             "workers = 1\n",
@@ -132,6 +133,33 @@ async fn check_decides_as_the_proxy_does() {
     assert!(removed.contains(&"authorization".to_string()), "{removed:?}");
     assert!(removed.contains(&"x_auth_user".to_string()), "{removed:?}");
     assert!(!removed.contains(&"x-auth-user".to_string()), "{removed:?}");
+    let sid = set.get("x-auth-session-id").unwrap();
+    assert!(sid != "forged" && sid.len() == 32, "{set:?}");
+
+    // The session cookie, however Envoy passed it (repeated Cookie lines joined with `,`, and
+    // a scheme that hides the client's TLS), opens the session and never reaches the upstream.
+    let cookie = format!("a=1,__Host-portcullis={alice}");
+    let mut behind_a_balancer = check("GET", "/open/x", &[("cookie", &cookie)]);
+    if let Some(http) = behind_a_balancer
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.scheme = "http".into();
+    }
+    let (_, status, set, removed, _) = read(c.check(behind_a_balancer).await.unwrap().into_inner());
+    assert_eq!(status, 200);
+    assert_eq!(
+        set.get("cookie").map(String::as_str),
+        Some("a=1"),
+        "{set:?} {removed:?}"
+    );
+    assert_eq!(
+        set.get("x-auth-user").map(String::as_str),
+        Some("alice"),
+        "{set:?}"
+    );
 
     // No credential: an API client gets 401 with WWW-Authenticate and the JSON body; a browser
     // navigation gets the login redirect back to where it was going.
@@ -144,8 +172,8 @@ async fn check_decides_as_the_proxy_does() {
         "unauthorized"
     );
     let navigation = check("GET", "/app/x?y=1", &[("accept", "text/html")]);
-    let (_, status, headers, _, _) = read(c.check(navigation).await.unwrap().into_inner());
-    assert_eq!(status, 302);
+    let (code, status, headers, _, _) = read(c.check(navigation).await.unwrap().into_inner());
+    assert_eq!((code, status), (Code::Unauthenticated as i32, 302));
     let location = headers.get("location").unwrap();
     assert!(location == "/auth/login?rd=/app/x%3Fy%3D1", "{location}");
 
@@ -165,7 +193,26 @@ async fn check_decides_as_the_proxy_does() {
     );
     assert_eq!(status, 200);
 
-    // A public route needs nothing; an unrouted path needs a valid session, as /auth/verify.
+    // A path the gateway itself serves (`/users/me`) is, behind Envoy, the upstream's, under
+    // its route's policy: bob lacks the root route's role.
+    for path in ["/users/me", "/sessions/current", "/auth/login"] {
+        let (code, status, ..) = read(
+            c.check(check("DELETE", path, &[("authorization", &bearer(&bob))]))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        assert_eq!((code, status), (Code::PermissionDenied as i32, 403), "{path}");
+    }
+    let (_, status, ..) = read(
+        c.check(check("GET", "/users/me", &[("authorization", &bearer(&alice))]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(status, 200);
+
+    // A public route needs nothing; any other path is the root route's (no credential: 401).
     let (_, status, set, removed, _) = read(c.check(check("GET", "/open/", &[])).await.unwrap().into_inner());
     assert_eq!(status, 200);
     assert!(!set.contains_key("x-auth-user") && removed.contains(&"x-auth-user".to_string()));

@@ -12,11 +12,10 @@
 use super::status::from_api;
 use crate::auth::{self, Identity, browser};
 use crate::config::Policy;
-use crate::error::ApiError;
+use crate::error::{ApiError, GatewayError};
 use crate::gateway::{ConnInfo, GatewayState, Route};
 use crate::phase::authorize::{Ask, authorize};
 use crate::phase::inject::Injection;
-use crate::phase::route::Routed;
 use crate::phase::sanitize::same_name;
 use envoy_types::ext_authz::v3::CheckResponseExt;
 use envoy_types::ext_authz::v3::pb::{
@@ -55,8 +54,22 @@ impl Authorization for ExtAuthz {
 }
 
 /// The request's header lines: the raw ones when Envoy sends them (`encode_raw_headers`),
-/// else its map of combined values.
+/// else its map of combined values. Envoy joins repeated headers with `,`: a `Cookie` so
+/// joined is split back into `;`-separated pairs (a cookie's value never holds a `,`), so the
+/// session cookie is found and removed wherever it stood.
 fn lines(http: &HttpRequest) -> Vec<(String, Vec<u8>)> {
+    let mut lines = raw_lines(http);
+    for (name, value) in &mut lines {
+        if name == "cookie" {
+            for b in value.iter_mut().filter(|b| **b == b',') {
+                *b = b';';
+            }
+        }
+    }
+    lines
+}
+
+fn raw_lines(http: &HttpRequest) -> Vec<(String, Vec<u8>)> {
     match &http.header_map {
         Some(map) if !map.headers.is_empty() => map
             .headers
@@ -104,19 +117,34 @@ async fn decide(shared: &GatewayState, http: &HttpRequest) -> CheckResponse {
     } else {
         http.host.as_str()
     };
-    let route = match crate::phase::route::route(shared, path, host) {
-        Ok(Routed::Route { index, .. }) => Some(&shared.routes.routes[index]),
-        // The gateway's own endpoints and unrouted paths: a valid session is needed.
-        Ok(Routed::Endpoint(_)) | Err(crate::error::GatewayError::NoRoute) => None,
-        Err(refusal) => return denied(shared, refusal.into(), false).await,
+    // The route as `/auth/verify` finds it: by the routing table alone. (Not `phase::route`,
+    // whose first answer is the gateway's own endpoints: behind Envoy, `/users/me` on an
+    // upstream's host is that upstream's, under that route's policy.)
+    let normalized = match crate::route::normalize_path(path) {
+        Ok(p) => p,
+        Err(e) => return denied(shared, GatewayError::BadPath(e.message()).into(), false).await,
     };
+    let route = shared
+        .routes
+        .table
+        .find(&crate::route::host_of(host), &normalized)
+        .map(|index| &shared.routes.routes[index]);
     let method = http.method.as_str();
     let navigation = auth::is_browser_navigation(method, first("accept"));
-    // The cookie's name on the client's connection to Envoy.
-    let cookie_name = browser::cookie_name(&shared.cookie_name, http.scheme == "https");
+    // The cookie's name on the client's side of Envoy: the configured one over TLS, else the
+    // one without its `__Host-` prefix. `scheme` is Envoy's view, which a TLS-terminating load
+    // balancer in front of it hides: both names are read, and both are removed.
+    let names = [
+        browser::cookie_name(&shared.cookie_name, http.scheme == "https"),
+        browser::cookie_name(&shared.cookie_name, http.scheme != "https"),
+    ];
+    let credential = match auth::credential_in(first("authorization"), all("cookie"), names[0]) {
+        Ok(None) => auth::credential_in(None, all("cookie"), names[1]),
+        other => other,
+    };
     let ask = Ask {
         policy: route.map_or(&Policy::Authenticated, |r| &r.config.policy),
-        credential: auth::credential_in(first("authorization"), all("cookie"), cookie_name),
+        credential,
         safe: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE"),
         navigation,
         path,
@@ -125,7 +153,7 @@ async fn decide(shared: &GatewayState, http: &HttpRequest) -> CheckResponse {
     let cross_site =
         || browser::cross_site_in(lines.iter().map(|(n, v)| (n.as_str(), v.as_slice())), Some(host));
     match authorize(shared, ask, cross_site).await {
-        Ok(identity) => allowed(shared, route, identity.as_ref(), &lines, cookie_name),
+        Ok(identity) => allowed(shared, route, identity.as_ref(), &lines, names),
         Err(refusal) => denied(shared, refusal.into(), navigation).await,
     }
 }
@@ -152,7 +180,7 @@ fn allowed(
     route: Option<&Route>,
     identity: Option<&Identity>,
     lines: &[(String, Vec<u8>)],
-    cookie_name: &str,
+    cookie_names: [&str; 2],
 ) -> CheckResponse {
     let mut ok = OkHttpResponse::default();
     Injection::new(shared, route, identity)
@@ -184,7 +212,8 @@ fn allowed(
             .filter(|(n, _)| n == "cookie")
             .map(|(_, v)| v.as_slice());
         if lines.iter().any(|(n, _)| n == "cookie") {
-            let kept = auth::cookies_without(cookies, cookie_name);
+            let kept = auth::cookies_without(cookies, cookie_names[0]);
+            let kept = auth::cookies_without(std::iter::once(kept.as_bytes()), cookie_names[1]);
             if kept.is_empty() {
                 remove.push("cookie".into());
             } else {

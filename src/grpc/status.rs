@@ -14,7 +14,8 @@ pub fn from_api(refused: ApiError) -> Status {
         StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             Code::InvalidArgument
         }
-        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        // 401, and the login redirect a browser navigation gets instead.
+        StatusCode::UNAUTHORIZED | StatusCode::FOUND | StatusCode::SEE_OTHER => Code::Unauthenticated,
         StatusCode::FORBIDDEN => Code::PermissionDenied,
         StatusCode::NOT_FOUND => Code::NotFound,
         StatusCode::CONFLICT => Code::Aborted,
