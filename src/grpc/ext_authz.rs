@@ -1,6 +1,7 @@
 //! Envoy's external authorization, `envoy.service.auth.v3.Authorization/Check` (SPEC §2.5):
 //! the proxy's own phases decide, from the request attributes Envoy sends — the route and its
-//! policy (`phase::route`; no matching route: a valid session is needed, as `/auth/verify`),
+//! policy (from the routing table, as `/auth/verify` finds it; no matching route: a valid
+//! session is needed),
 //! the credential and the policy (`phase::authorize`, with browser navigations sent to the login
 //! page and ambient credentials refused on cross-site writes), and what the upstream receives
 //! (`phase::inject`). An allowed request gets the identity headers and `X-Auth-Jwt` (replacing

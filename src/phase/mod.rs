@@ -20,7 +20,7 @@
 //!    against the route's policy: the identity to forward with, or the refusal (401, the login
 //!    redirect for browser navigations, 403, 503 when the store is down, and 403
 //!    `cross_site` for an ambient credential on an unsafe cross-site request).
-//!    `api::verify` (forward auth) calls the same phase.
+//!    Forward auth calls the same phase: `api::verify` (HTTP) and `grpc::ext_authz` (Envoy).
 //! 5. **inject** (`inject::Plan`) — what the gateway adds and removes: identity headers and
 //!    `X-Auth-Jwt`, the gateway's own credential removed unless the route forwards it,
 //!    `X-Forwarded-*`, `X-Request-Id`, `Host` per `preserve_host`, the upstream path. The fast
