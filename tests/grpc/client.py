@@ -162,6 +162,18 @@ def check(channel, where):
         answer = health.Check(health_pb2.HealthCheckRequest(service=name))
         if answer.status != health_pb2.HealthCheckResponse.SERVING:
             fail(f"{where}: health of {name!r} is {answer.status}")
+    # Watch sends the status, then stays open for changes (until this client's deadline).
+    watching = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=1.0)
+    if next(watching).status != health_pb2.HealthCheckResponse.SERVING:
+        fail(f"{where}: Watch did not start with SERVING")
+    try:
+        next(watching)
+        fail(f"{where}: Watch sent a second message with nothing changed")
+    except StopIteration:
+        fail(f"{where}: Watch ended after its first message")
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            fail(f"{where}: Watch ended with {e.code()}")
 
 
 def main():
