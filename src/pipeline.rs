@@ -11,7 +11,7 @@ use crate::metrics::MethodClass;
 use crate::phase::authorize::{Ask, authorize};
 use crate::phase::log::{Done, Trace, finish};
 use crate::phase::request_id::request_id;
-use crate::phase::route::Routed;
+use crate::phase::route::To;
 use crate::phase::{self, forward, frame, inject};
 use crate::proxy::framing;
 use crate::proxy::headers::{self, X_REQUEST_ID};
@@ -103,30 +103,19 @@ async fn proxy(
         None => parts.headers.get(header::HOST).cloned(),
     };
     let authority = host_value.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (index, path) = match phase::route::route(shared, parts.uri.path(), authority) {
-        Ok(Routed::Route { index, path }) => (index, path.into_owned()),
-        Ok(Routed::Endpoint(api_path)) => {
+    let routed = phase::route::route(shared, parts.uri.path(), authority)?;
+    if shared.access_log {
+        trace.path = Some(routed.path.to_string());
+    }
+    let (index, path) = match routed.to {
+        To::Route(index) => (index, routed.path),
+        To::Endpoint(api_path) => {
             trace.api = true;
-            if shared.access_log {
-                trace.path = crate::route::normalize_path(parts.uri.path())
-                    .ok()
-                    .map(|p| p.into_owned());
-            }
             let req = Request::from_parts(parts, body);
             return Ok(Box::pin(crate::api::answer(shared, conn, &api_path, req)).await);
         }
-        Err(e) => {
-            if shared.access_log {
-                trace.path = crate::route::normalize_path(parts.uri.path())
-                    .ok()
-                    .map(|p| p.into_owned());
-            }
-            return Err(e);
-        }
+        To::Nowhere => return Err(GatewayError::NoRoute),
     };
-    if shared.access_log {
-        trace.path = Some(path.clone());
-    }
     let route = &shared.routes.routes[index];
     trace.route = Some(index);
 

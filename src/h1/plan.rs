@@ -13,7 +13,7 @@ use crate::metrics::MethodClass;
 use crate::phase::authorize::{Ask, authorize};
 use crate::phase::log::Trace;
 use crate::phase::request_id::{RequestId, request_id};
-use crate::phase::route::Routed;
+use crate::phase::route::To;
 use crate::phase::{self, frame, inject};
 use crate::proxy::framing;
 
@@ -55,10 +55,11 @@ pub async fn plan(
     let seen = request::inspect(req, &shared.identity_headers, trusted)?;
 
     // 1. route (the gateway's own endpoints, and refusals, are hyper's to answer)
-    let (index, path) = match phase::route::route(shared, seen.path, seen.host) {
-        Ok(Routed::Route { index, path }) => (index, path),
-        Ok(Routed::Endpoint(_)) => return Err(Handover::Endpoint),
-        Err(_) => return Err(Handover::NotRouted),
+    let routed = phase::route::route(shared, seen.path, seen.host).map_err(|_| Handover::NotRouted)?;
+    let (index, path) = match routed.to {
+        To::Route(index) => (index, routed.path),
+        To::Endpoint(_) => return Err(Handover::Endpoint),
+        To::Nowhere => return Err(Handover::NotRouted),
     };
     let route = &shared.routes.routes[index];
 

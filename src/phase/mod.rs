@@ -6,7 +6,7 @@
 //! # A request's life
 //!
 //! 1. **route** (`route::route`) — the path normalized (400 `bad_path` on traversal tricks);
-//!    the gateway's own endpoints first (`Routed::Endpoint`), else host then longest prefix
+//!    the gateway's own endpoints first (`To::Endpoint`), else host then longest prefix
 //!    (404 `no_route`). `route::upstream_path` is the path the upstream sees.
 //! 2. **frame** (`frame::check_head`, `frame::over_limit`) — what no route may see: `CONNECT`
 //!    (405), an HTTP/1.1 request without exactly one valid `Host` (400), a transfer coding

@@ -6,33 +6,41 @@ use crate::gateway::{GatewayState, Route};
 use crate::route;
 use std::borrow::Cow;
 
-/// Where a request goes.
-pub enum Routed<'p> {
+/// A request's normalized path, and where it goes.
+pub struct Routed<'p> {
+    pub path: Cow<'p, str>,
+    pub to: To,
+}
+
+pub enum To {
     /// The gateway's own endpoints (session API, JWKS), by their path within the API.
     Endpoint(String),
-    /// A route (its index in the table), and the normalized path.
-    Route { index: usize, path: Cow<'p, str> },
+    /// A route, by its index in the table.
+    Route(usize),
+    /// No route matches: 404 `no_route`.
+    Nowhere,
 }
 
 /// Routes a request by its raw path (before `?`) and its authority (`Host`, an absolute-form
-/// target's, or HTTP/2's `:authority`; empty when there is none): 400 `bad_path` for a path
-/// that does not normalize, 404 `no_route` when no route matches.
+/// target's, or HTTP/2's `:authority`; empty when there is none); 400 `bad_path` for a path
+/// that does not normalize.
 pub fn route<'p>(
     shared: &GatewayState,
     raw_path: &'p str,
     authority: &str,
 ) -> Result<Routed<'p>, GatewayError> {
     let path = route::normalize_path(raw_path).map_err(|e| GatewayError::BadPath(e.message()))?;
-    if let Some(api_path) = shared.api.owns(&path, shared.assertion.is_some()) {
-        return Ok(Routed::Endpoint(api_path.to_string()));
-    }
-    let host = route::host_of(authority);
-    let index = shared
-        .routes
-        .table
-        .find(&host, &path)
-        .ok_or(GatewayError::NoRoute)?;
-    Ok(Routed::Route { index, path })
+    let to = if let Some(api_path) = shared.api.owns(&path, shared.assertion.is_some()) {
+        To::Endpoint(api_path.to_string())
+    } else {
+        let host = route::host_of(authority);
+        shared
+            .routes
+            .table
+            .find(&host, &path)
+            .map_or(To::Nowhere, To::Route)
+    };
+    Ok(Routed { path, to })
 }
 
 /// The normalized path as the upstream sees it: without the route's prefix with
