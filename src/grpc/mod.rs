@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::Status;
 use tonic::codegen::Service;
-use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
@@ -63,10 +62,9 @@ async fn health() -> &'static HealthReporter {
     static REPORTER: tokio::sync::OnceCell<HealthReporter> = tokio::sync::OnceCell::const_new();
     REPORTER
         .get_or_init(|| async {
+            // The process ("", SERVING from the start) is up, and so is the SessionService;
+            // the store's state is /readyz's, and each call's status.
             let reporter = HealthReporter::new();
-            // The process is up, and so is the SessionService; the store's state is /readyz's,
-            // and each call's status.
-            reporter.set_service_status("", ServingStatus::Serving).await;
             reporter
                 .set_serving::<pb::session_service_server::SessionServiceServer<session::Sessions>>()
                 .await;
