@@ -32,6 +32,11 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   echo "== npm ci (tests/browser)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The OpenID Connect tests' provider (tests/oidc/provider.mjs): node-oidc-provider from npm.
+if [ ! -d tests/oidc/node_modules/oidc-provider ]; then
+  echo "== npm ci (tests/oidc)"
+  (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # The gRPC tests' independent client (tests/grpc/client.py): Python's grpcio from PyPI, in a
 # virtualenv of its own under target/ (Debian's Python refuses system-wide pip installs).
