@@ -3,6 +3,7 @@
 //! hostile input, hyper over TLS with a chosen ALPN, tokio-tungstenite for WebSockets).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod oidc;
 pub mod redis;
 pub mod redis_ha;
 pub mod upstream;
