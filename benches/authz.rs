@@ -173,6 +173,7 @@ fn main() {
             username: "bench".into(),
             uuid: "00000000-0000-4000-8000-000000000001".into(),
             roles: vec!["user".into()],
+            provider: None,
         };
         sessions
             .create_active(&user, None, Default::default())

@@ -60,6 +60,7 @@ fn cache_hit(c: &mut Criterion) {
         username: "alice".into(),
         uuid: "11111111-1111-4111-8111-111111111111".into(),
         roles: vec!["admin".into()],
+        provider: None,
     };
     let token = rt
         .block_on(sessions.create_active(&user, None, Default::default()))

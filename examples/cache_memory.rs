@@ -61,6 +61,7 @@ fn main() {
             username: format!("user{i}"),
             uuid: format!("00000000-0000-4000-8000-{i:012}"),
             roles: vec!["user".into()],
+            provider: None,
         })
         .collect();
     let tokens: Vec<String> = rt.block_on(async {

@@ -18,6 +18,7 @@ fn user(name: &str) -> User {
         username: name.to_string(),
         uuid: format!("uuid-{name}"),
         roles: vec!["r".into()],
+        provider: None,
     }
 }
 

@@ -53,5 +53,6 @@ pub(crate) fn meta(conn: &ConnInfo, headers: &HeaderMap, device_uuid: Option<Str
             .and_then(|v| v.to_str().ok())
             .map(|s| s.chars().take(256).collect()),
         device_uuid,
+        extra: Default::default(),
     }
 }

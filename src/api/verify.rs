@@ -99,7 +99,7 @@ pub async fn mine(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming
         return GatewayError::Unauthenticated { presented: true }.into_response();
     };
     if req.method() == http::Method::DELETE {
-        return match shared.sessions.revoke_user(&user.username).await {
+        return match shared.sessions.revoke_user(&user.index_key()).await {
             Ok(ids) => json_response(
                 StatusCode::OK,
                 serde_json::json!({ "revoked": ids.len() }).to_string(),
@@ -107,7 +107,7 @@ pub async fn mine(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming
             Err(_) => GatewayError::StoreUnavailable.into_response(),
         };
     }
-    match shared.sessions.store.list_user(&user.username).await {
+    match shared.sessions.store.list_user(&user.index_key()).await {
         Ok(list) => {
             let sessions: Vec<_> = list
                 .iter()

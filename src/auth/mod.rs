@@ -264,6 +264,7 @@ pub fn assertion(signer: &AssertionSigner, identity: &Identity, aud: &str) -> Op
                 username: j.name.clone().unwrap_or_else(|| j.subject.clone()),
                 uuid: j.subject.clone(),
                 roles: j.roles.clone(),
+                provider: None,
             };
             signer.sign(aud, &user, "", now).map(|(_, v)| v)
         }

@@ -96,6 +96,7 @@ pub fn validate(raw: Vec<(String, RawUser)>) -> Result<(Vec<User>, HashMap<Strin
             username: u.username,
             uuid: u.user_uuid,
             roles: u.roles,
+            provider: None,
         });
     }
 

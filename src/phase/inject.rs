@@ -105,8 +105,10 @@ impl<'a> Injection<'a> {
     pub fn for_each(&self, mut line: impl FnMut(&HeaderName, &[u8])) {
         if let Some((names, live)) = self.session {
             // `all()` lists the names in `header_bytes`' order (then `X-Auth-Jwt`, left by zip).
-            for (name, value) in names.all().into_iter().zip(live.header_bytes()) {
-                line(name, value);
+            for (slot, (name, value)) in names.all().into_iter().zip(live.header_bytes()).enumerate() {
+                if !absent(slot, value) {
+                    line(name, value);
+                }
             }
         }
         for (name, value) in self.jwt.iter().flatten() {
@@ -122,8 +124,10 @@ impl<'a> Injection<'a> {
     /// Inserts the headers into `headers` (the client's copies were removed in phase 3).
     pub fn insert_into(&self, headers: &mut HeaderMap) {
         if let Some((names, live)) = self.session {
-            for (name, value) in names.all().into_iter().zip(live.header_values()) {
-                headers.insert(name.clone(), value);
+            for (slot, (name, value)) in names.all().into_iter().zip(live.header_values()).enumerate() {
+                if !absent(slot, value.as_bytes()) {
+                    headers.insert(name.clone(), value);
+                }
             }
         }
         for (name, value) in self.jwt.iter().flatten() {
@@ -135,6 +139,12 @@ impl<'a> Injection<'a> {
             headers.insert((*name).clone(), value.clone());
         }
     }
+}
+
+/// Whether a session's identity header is left out: `X-Auth-User-Id` (slot 1) of a user a
+/// provider signed in, who has no numeric id (SPEC §4a: absent, not empty).
+fn absent(slot: usize, value: &[u8]) -> bool {
+    slot == 1 && value.is_empty()
 }
 
 /// The lines of a trusted proxy's `X-Forwarded-For` that the gateway extends (both paths):

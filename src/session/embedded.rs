@@ -1,7 +1,7 @@
 //! The `embedded` store: one redb file (ACID, crash-safe: a commit is durable before `put`
 //! returns), so sessions survive restarts of a single gateway. redb is synchronous; every call
 //! runs on the blocking pool so request workers never wait on the disk. Tables:
-//! `sessions` id → JSON, `by_user` (username, id) → (), `by_end` (end, id) → () for the sweep.
+//! `sessions` id → JSON, `by_user` (user key: `User::index_key`, id) → (), `by_end` (end, id) → () for the sweep.
 
 use super::Session;
 use super::store::{StoreError, decode, encode};
@@ -114,7 +114,7 @@ impl EmbeddedStore {
                     unlink(&mut by_user, &mut by_end, &old)?;
                 }
                 if let Some(u) = &session.user {
-                    by_user.insert((u.username.as_str(), session.id.as_str()), ())?;
+                    by_user.insert((u.index_key().as_ref(), session.id.as_str()), ())?;
                 }
                 by_end.insert((session.ends_at(), session.id.as_str()), ())?;
                 Ok(true)
@@ -196,7 +196,7 @@ impl EmbeddedStore {
                         Some(Ok(s)) => {
                             sessions.remove(id.as_str())?;
                             if let Some(u) = &s.user {
-                                by_user.remove((u.username.as_str(), id.as_str()))?;
+                                by_user.remove((u.index_key().as_ref(), id.as_str()))?;
                             }
                             removed += 1;
                         }
@@ -218,7 +218,7 @@ fn unlink(
     old: &Session,
 ) -> Result<(), redb::Error> {
     if let Some(u) = &old.user {
-        by_user.remove((u.username.as_str(), old.id.as_str()))?;
+        by_user.remove((u.index_key().as_ref(), old.id.as_str()))?;
     }
     by_end.remove((old.ends_at(), old.id.as_str()))?;
     Ok(())

@@ -152,6 +152,7 @@ impl Sessions {
             idle_ttl: self.idle_secs(),
             ip: meta.ip,
             user_agent: meta.user_agent,
+            extra: meta.extra,
             ..Session::default()
         };
         let reissue = self.new_reissue(&mut session, auth.id, now)?;
@@ -163,7 +164,7 @@ impl Sessions {
             // Only sessions made before this one: of two racing logins on one device, the
             // later one ends the earlier, never both each other.
             let mine = (session.created_ms, session.id.as_str());
-            for other in self.store.list_user(&user.username).await? {
+            for other in self.store.list_user(&user.index_key()).await? {
                 if (other.created_ms, other.id.as_str()) < mine
                     && other.device_uuid.as_deref() == Some(device)
                 {
@@ -252,6 +253,7 @@ impl Sessions {
             if meta.ip.is_some() {
                 active.ip = meta.ip.clone();
             }
+            active.extra.extend(meta.extra.clone());
             // The device's token is the one that becomes active; the browser's reissue token
             // would have nowhere to go, so the device gets one by renewing.
             self.new_reissue(&mut active, id, now)?;

@@ -23,7 +23,7 @@ impl Inner {
         }
         if let Some(u) = &session.user {
             self.by_user
-                .entry(u.username.clone())
+                .entry(u.index_key().into_owned())
                 .or_default()
                 .insert(session.id.clone());
         }
@@ -31,11 +31,11 @@ impl Inner {
 
     fn unlink(&mut self, s: &Session) {
         if let Some(u) = &s.user
-            && let Some(set) = self.by_user.get_mut(&u.username)
+            && let Some(set) = self.by_user.get_mut(u.index_key().as_ref())
         {
             set.remove(&s.id);
             if set.is_empty() {
-                self.by_user.remove(&u.username);
+                self.by_user.remove(u.index_key().as_ref());
             }
         }
     }

@@ -33,6 +33,27 @@ pub struct User {
     pub uuid: String,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The `[[oidc]]` provider that signed this user in; `None` for a user of the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+}
+
+impl User {
+    /// What a user's sessions are listed and ended by (`list_user`, `delete_user`): the
+    /// username for a user of the config, `oidc:<provider>:<sub>` for one a provider signed in.
+    /// No configured username has a `:`, so a provider's "alice" never shares sessions with
+    /// the config's, and a back-channel logout (which names `sub`) finds exactly its own.
+    pub fn index_key(&self) -> std::borrow::Cow<'_, str> {
+        match &self.provider {
+            None => std::borrow::Cow::Borrowed(&self.username),
+            Some(provider) => std::borrow::Cow::Owned(oidc_key(provider, &self.uuid)),
+        }
+    }
+}
+
+/// The `index_key` of the user `sub` signed in by `provider`.
+pub fn oidc_key(provider: &str, sub: &str) -> String {
+    format!("oidc:{provider}:{sub}")
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

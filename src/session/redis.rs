@@ -3,7 +3,7 @@
 //! Key layout (every session key carries its id as a hash tag, so a session's operations stay
 //! in one slot):
 //! - `<prefix>:s:{<id>}` — the session as JSON, expiring (`EXAT`) when the session ends;
-//! - `<prefix>:u:{<username>}` — sorted set of the user's session ids scored by their end,
+//! - `<prefix>:u:{<user key>}` (`User::index_key`) — sorted set of the user's session ids scored by their end,
 //!   pruned of ended ones on every write, expiring with the last of them;
 //! - `<prefix>:revoke` — pub/sub channel carrying ids of revoked sessions to every instance.
 //!
@@ -297,7 +297,7 @@ return 1
         let Some(u) = &session.user else {
             return;
         };
-        let key = self.user_key(&u.username);
+        let key = self.user_key(&u.index_key());
         let id = session.id.clone();
         let now = super::now() as f64;
         let indexed = self
@@ -335,7 +335,7 @@ return 1
         }
         let s = decode(&bytes)?;
         if let Some(u) = &s.user {
-            let user_key = self.user_key(&u.username);
+            let user_key = self.user_key(&u.index_key());
             let unindexed = self
                 .on(&user_key, Role::Write, |c| {
                     let (user_key, id) = (user_key.clone(), id.to_string());

@@ -284,6 +284,7 @@ mod tests {
                 username: "ada".into(),
                 uuid: "00000000-0000-4000-8000-000000000007".into(),
                 roles: vec!["admin".into(), "user".into()],
+                provider: None,
             }),
             last_used: 1_000,
             expires: 5_000,

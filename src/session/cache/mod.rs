@@ -304,6 +304,8 @@ pub struct Meta {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub device_uuid: Option<String>,
+    /// Attributes the session keeps (`Session::extra`): a provider's `sid` (OIDC sign-in).
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]

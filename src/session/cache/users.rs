@@ -16,7 +16,8 @@ pub struct UserParts {
     pub(super) values: [HeaderValue; 4],
 }
 
-/// The users of cached sessions, by username: sessions share one `UserParts` per user instead
+/// The users of cached sessions, by `User::index_key` (a provider's "alice" is not the
+/// config's): sessions share one `UserParts` per user instead
 /// of each holding copies (issue #5's memory per cached session).
 #[derive(Default)]
 pub(super) struct Users(std::sync::Mutex<std::collections::HashMap<String, Arc<UserParts>>>);
@@ -24,22 +25,29 @@ pub(super) struct Users(std::sync::Mutex<std::collections::HashMap<String, Arc<U
 impl Users {
     pub(super) fn intern(&self, user: User) -> Arc<UserParts> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(parts) = map.get(&user.username)
+        let key = user.index_key();
+        if let Some(parts) = map.get(key.as_ref())
             && parts.user == user
         {
             return parts.clone();
         }
+        let key = key.into_owned();
         let value = |s: &str| HeaderValue::from_str(s).unwrap_or(EMPTY);
+        // A provider's user has no numeric id: its header is left out (`phase::inject`).
+        let id = match user.provider {
+            None => value(&user.id.to_string()),
+            Some(_) => EMPTY,
+        };
         let parts = Arc::new(UserParts {
             values: [
                 value(&user.username),
-                value(&user.id.to_string()),
+                id,
                 value(&user.uuid),
                 value(&user.roles.join(",")),
             ],
             user,
         });
-        map.insert(parts.user.username.clone(), parts.clone());
+        map.insert(key, parts.clone());
         parts
     }
 }
