@@ -75,6 +75,9 @@ impl Api {
             return jwks.then_some(path);
         }
         let rest = path.strip_prefix(self.prefix.as_str())?;
+        if rest.starts_with("/auth/oidc/") {
+            return Some(rest);
+        }
         matches!(
             rest,
             "/users/me"

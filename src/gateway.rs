@@ -86,6 +86,8 @@ pub struct GatewayState {
     pub api: crate::api_state::Api,
     pub assertion: Option<Arc<AssertionSigner>>,
     pub jwt_issuers: Arc<Vec<Issuer>>,
+    /// `[[oidc]]`: the identity providers people sign in through.
+    pub oidc: crate::oidc::Providers,
     pub trusted_proxies: Vec<IpNet>,
     pub access_log: bool,
     /// `mode = "single-user"`: who every request without a valid credential is.
@@ -115,6 +117,7 @@ impl GatewayState {
             api: crate::api_state::Api::new(config, metrics.clone(), process.passwords.clone()),
             assertion: config.assertion.clone(),
             jwt_issuers: config.jwt_issuers.clone(),
+            oidc: crate::oidc::Providers::new(&config.oidc),
             trusted_proxies: config.server.trusted_proxies.clone(),
             access_log: config.log.access && crate::access_log::enabled(),
             local_user: match &config.mode {

@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod h1;
 pub mod io;
 pub mod metrics;
+pub mod oidc;
 pub mod pages;
 pub mod phase;
 pub mod pipeline;

@@ -78,12 +78,35 @@ fn sign_in_page(shared: &GatewayState, form: &SignIn) -> String {
     }
     credentials(&mut body, form.username);
     body.push_str("<button type=\"submit\">Sign in</button>\n</form>\n");
+    providers(&mut body, shared, "Sign in with", "rd", form.rd);
     let _ = writeln!(
         body,
         "<p class=\"muted\">Signing in a TV, a terminal or another device? <a href=\"{}\">Enter its code</a>.</p>",
         escape(&shared.api.url("/auth/device"))
     );
     pages::page(&shared.ui_title, "Sign in", &body)
+}
+
+/// One button per `[[oidc]]` provider (SPEC §4a), each starting its sign-in with `param`
+/// (`rd`, or a device's `code`) carried along.
+fn providers(body: &mut String, shared: &GatewayState, verb: &str, param: &str, value: Option<&str>) {
+    for provider in shared.oidc.iter() {
+        let mut href = shared
+            .api
+            .url(&format!("/auth/oidc/{}/start", provider.config.name));
+        if let Some(value) = value {
+            href.push('?');
+            href.push_str(
+                &form_urlencoded::Serializer::new(String::new())
+                    .append_pair(param, value)
+                    .finish(),
+            );
+        }
+        body.push_str(&pages::button_link(
+            &href,
+            &format!("{verb} {}", provider.config.display_name),
+        ));
+    }
 }
 
 /// When a pending session was asked for, in words: `2026-11-30 02:15 UTC (3 minutes ago)`.
@@ -134,6 +157,7 @@ fn device_page(
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\" formnovalidate>Deny</button>\n\
          </form>\n",
     );
+    providers(&mut body, shared, "Approve with", "code", Some(code));
     pages::page(&shared.ui_title, "Approve this device?", &body)
 }
 

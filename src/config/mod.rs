@@ -11,6 +11,7 @@ mod validate;
 
 pub use model::*;
 pub use units::parse_duration;
+pub use validate::oidc::{DEFAULT_ALGORITHMS, check_url, is_loopback};
 
 use model::{syntax_error, without_values};
 use raw::RawConfig;

@@ -67,6 +67,8 @@ pub struct Config {
     pub assertion: Option<Arc<AssertionSigner>>,
     /// External issuers whose JWTs `policy = "jwt"` routes accept.
     pub jwt_issuers: Arc<Vec<Issuer>>,
+    /// `[[oidc]]`: identity providers people sign in through (SPEC §4a).
+    pub oidc: Vec<Arc<OidcConfig>>,
     pub routes: Vec<RouteConfig>,
 }
 
@@ -246,4 +248,31 @@ pub(crate) fn without_values(message: &str) -> String {
         }
     }
     out
+}
+
+/// One checked `[[oidc]]` provider.
+#[derive(Clone)]
+pub struct OidcConfig {
+    /// `[a-z0-9_-]{1,32}`: in the paths `/auth/oidc/<name>/…` and in the user's session key.
+    pub name: String,
+    /// On the login page's button ("Sign in with …"); `name` when not given.
+    pub display_name: String,
+    /// Exactly as the provider's ID tokens spell `iss`.
+    pub issuer: String,
+    pub client_id: String,
+    /// Never logged or shown: `Debug` is not derived.
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub username_claim: String,
+    pub roles_claim: Option<String>,
+    pub allowed_roles: Option<Vec<String>>,
+    /// `client_secret_post` when true, else `client_secret_basic`.
+    pub secret_in_body: bool,
+    /// The callback URL registered at the provider; `None`: made from the request's scheme and
+    /// `Host` (`<scheme>://<host><prefix>/auth/oidc/<name>/callback`).
+    pub redirect_uri: Option<String>,
+    /// Accepted ID-token and logout-token signature algorithms (asymmetric only).
+    pub algorithms: Vec<String>,
+    /// TLS for talking to the provider: the system roots, or `ca_file`.
+    pub tls: Arc<rustls::ClientConfig>,
 }

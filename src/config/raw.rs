@@ -43,6 +43,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub jwt_issuers: Vec<RawJwtIssuer>,
     #[serde(default)]
+    pub oidc: Vec<RawOidc>,
+    #[serde(default)]
     pub routes: Vec<RawRoute>,
 }
 
@@ -381,4 +383,25 @@ impl Default for RawUi {
 pub struct RawApi {
     /// Where the session API is mounted ("" = at the root).
     pub prefix: String,
+}
+
+/// One `[[oidc]]` provider (SPEC §4a). `display_name`, `redirect_uri`, `ca_file` and
+/// `algorithms` go beyond SPEC (README: "Signing in through an identity provider").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub username_claim: Option<String>,
+    pub roles_claim: Option<String>,
+    pub allowed_roles: Option<Vec<String>>,
+    pub token_auth: Option<String>,
+    pub display_name: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub ca_file: Option<String>,
+    pub algorithms: Option<Vec<String>>,
 }

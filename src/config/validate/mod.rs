@@ -3,6 +3,7 @@
 //! sections, plus the small parsers every section uses (addresses, CIDRs, durations, paths).
 
 mod accounts;
+pub mod oidc;
 mod routes;
 mod server;
 mod site;
@@ -35,6 +36,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
     let login = accounts::login(&raw.login)?;
     let assertion = tokens::assertion(raw.assertion, base)?;
     let jwt_issuers = tokens::jwt_issuers(raw.jwt_issuers, base)?;
+    let oidc = oidc::providers(raw.oidc, base)?;
     let routes = routes::routes(raw.routes, !jwt_issuers.is_empty(), base)?;
     let log = log(raw.log)?;
 
@@ -58,6 +60,7 @@ pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErro
         login,
         assertion,
         jwt_issuers: Arc::new(jwt_issuers),
+        oidc,
         routes,
     })
 }
