@@ -166,13 +166,8 @@ impl Admin {
                 }
             },
             (Method::GET, ["admin", "sessions"]) => {
-                let user = req
-                    .uri()
-                    .query()
-                    .into_iter()
-                    .flat_map(|q| q.split('&'))
-                    .find_map(|kv| kv.strip_prefix("user="))
-                    .map(str::to_string);
+                // Decoded: usernames may hold `@`, a provider's users are `oidc:<name>:<sub>`.
+                let user = crate::api::forms::query_param(req.uri().query(), "user");
                 let Some(user) = user else {
                     return bad_request("missing_user", "give the user: /admin/sessions?user=NAME");
                 };
@@ -198,7 +193,8 @@ impl Admin {
                 Err(e) => store_failed(&e),
             },
             (Method::DELETE, ["admin", "users", name, "sessions"]) => {
-                match self.sessions.revoke_user(name).await {
+                let name = String::from_utf8_lossy(&crate::api::forms::percent_decode(name.as_bytes())).into_owned();
+                match self.sessions.revoke_user(&name).await {
                     Ok(ids) => {
                         json_response(StatusCode::OK, serde_json::json!({ "revoked": ids }).to_string())
                     }

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use portcullis::config::Config;
 
+const OIDC: &str = "[[oidc]]\nname = \"corp\"\nissuer = \"https://idp.example.com\"\nclient_id = \"portcullis\"\nclient_secret = \"s\"\n";
 const ROUTE: &str = "[[routes]]\nname = \"app\"\nupstreams = [\"http://127.0.0.1:9\"]\npolicy = \"public\"\n";
 
 fn error_for(toml: &str) -> String {
@@ -69,6 +70,16 @@ fn each_bad_config_names_its_key() {
         (format!("{http}{ROUTE}").replace("upstreams = [\"http://127.0.0.1:9\"]\n", ""), "routes[0]"),
         (format!("{http}{ROUTE}colour = \"red\"\n"), "routes[0].colour: unknown field `colour`"),
         (format!("{http}listn = \"x\"\n{ROUTE}"), "server.listn: unknown field `listn`"),
+        (format!("{http}{OIDC}").replace("https://idp.example.com", "http://idp.example.com"), "oidc[0].issuer: \"http://idp.example.com\": must be https:// (http:// only on a loopback address)"),
+        (format!("{http}{OIDC}").replace("name = \"corp\"", "name = \"Corp IdP\""), "oidc[0].name"),
+        (format!("{http}{OIDC}{OIDC}"), "oidc[1].name: duplicate provider \"corp\""),
+        (format!("{http}{OIDC}").replace("client_secret = \"s\"", "client_secret_env = \"PORTCULLIS_TEST_UNSET_VARIABLE\""), "oidc[0].client_secret_env: the environment variable PORTCULLIS_TEST_UNSET_VARIABLE is not set"),
+        (format!("{http}{OIDC}").replace("client_secret = \"s\"\n", ""), "oidc[0].client_secret: needed"),
+        (format!("{http}{OIDC}scopes = [\"profile\"]\n"), "oidc[0].scopes: must include \"openid\""),
+        (format!("{http}{OIDC}allowed_roles = [\"staff\"]\n"), "oidc[0].allowed_roles: needs roles_claim"),
+        (format!("{http}{OIDC}token_auth = \"private_key_jwt\"\n"), "oidc[0].token_auth"),
+        (format!("{http}{OIDC}algorithms = [\"HS256\"]\n"), "oidc[0].algorithms: HS256 needs a shared secret"),
+        (format!("{http}{OIDC}client_secret_post = true\n"), "oidc[0].client_secret_post: unknown field"),
         (format!("{http}workers = 0\n{ROUTE}"), "server.workers"),
         (format!("{http}workers = \"two\"\n{ROUTE}"), "server.workers"),
         (format!("{http}idle_timeout = \"forever\"\n{ROUTE}"), "server.idle_timeout"),

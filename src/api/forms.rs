@@ -110,7 +110,7 @@ pub fn safe_redirect(rd: &str) -> String {
     if ok { rd.to_string() } else { "/".to_string() }
 }
 
-fn percent_decode(input: &[u8]) -> Vec<u8> {
+pub fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
