@@ -1,8 +1,9 @@
 //! A real OpenID Provider for tests: node-oidc-provider running tests/oidc/provider.mjs on a
 //! given port, with the test's client metadata, a fresh signing key at every (re)start, and a
 //! scripted sign-in page. This module owns that child process (its log in a temp dir, killed on
-//! drop), the provider's test control endpoints (`/test/sids`, `/test/backchannel`) and a small
-//! user agent (`sign_in`, `ProviderJar`) that walks the provider's side of a login without a browser.
+//! drop), the registration of the gateway's clients (`client_registration`), the provider's
+//! test control endpoints (`/test/sids`, `/test/backchannel`) and a small user agent
+//! (`sign_in`, `ProviderJar`) that walks the provider's side of a login without a browser.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
@@ -19,6 +20,31 @@ use super::{Answer, http_request, repo_path};
 
 /// How long a start may take before the test fails with the provider's log.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The client secret of every test client registration (and of the gateway's `[[oidc]]`).
+pub const CLIENT_SECRET: &str = "oidc-test-client-secret-0123456789abcdef";
+
+/// The provider's registration of one gateway client, for `Provider::start`'s array: the code
+/// flow, `auth` as its token endpoint auth method, the gateway's callback addresses (as the
+/// browser will name them: the gateway derives its redirect URI from the request's Host and
+/// listener), and its back-channel logout address (sid required).
+pub fn client_registration(
+    client_id: &str,
+    auth: &str,
+    redirect_uris: &[String],
+    backchannel_logout_uri: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": client_id,
+        "client_secret": CLIENT_SECRET,
+        "redirect_uris": redirect_uris,
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": auth,
+        "backchannel_logout_uri": backchannel_logout_uri,
+        "backchannel_logout_session_required": true
+    })
+}
 
 pub struct Provider {
     pub port: u16,
