@@ -19,18 +19,57 @@ user_id = 2
 user_uuid = "22222222-2222-4222-8222-222222222222"
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_in_a_real_chromium() {
+/// Chromium's path (`CHROMIUM`, else Debian's), asserting it and the npm packages are there.
+fn browser_prerequisites() -> String {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
         "{chromium} is missing: scripts/test.sh installs Debian's chromium"
     );
-    let script_dir = repo_path("tests/browser");
     assert!(
-        script_dir.join("node_modules/playwright-core").exists(),
+        repo_path("tests/browser/node_modules/playwright-core").exists(),
         "tests/browser/node_modules is missing: scripts/test.sh runs npm ci there"
     );
+    chromium
+}
+
+/// Runs `node tests/browser/<script>` with GATEWAY (the TLS listener as
+/// `https://localhost:<port>`), SCREENSHOTS, CHROMIUM and `env`; prints its report and fails
+/// with it (and `also()`, e.g. another process's log) unless every step passed within 3 minutes.
+async fn run_browser_steps(
+    script: &str,
+    chromium: &str,
+    gw: &Gateway,
+    env: &[(&str, String)],
+    also: &dyn Fn() -> String,
+) {
+    let shots = std::env::var("PORTCULLIS_SCREENSHOTS")
+        .map(|d| repo_path(&d))
+        .unwrap_or_else(|_| repo_path("target/screenshots"));
+    let run = tokio::process::Command::new("node")
+        .arg(repo_path("tests/browser").join(script))
+        .env("GATEWAY", format!("https://localhost:{}", gw.tls.port()))
+        .env("SCREENSHOTS", &shots)
+        .env("CHROMIUM", chromium)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser steps finish within 3 minutes")
+        .expect("node runs (scripts/test.sh installs Node.js where missing)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{report}");
+    assert!(out.status.success(), "browser steps failed:\n{report}{}", also());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_in_a_real_chromium() {
+    let chromium = browser_prerequisites();
     let (up, _stop) = upstream::whoami().await;
     let users = USERS
         .split("[[users]]\nusername = \"bob\"")
@@ -45,26 +84,6 @@ async fn sign_in_in_a_real_chromium() {
         + &route("admin", "/admin", &[up], "roles = [\"admin\"]").replace("\"public\"", "\"roles\"")
         + &route("down", "/down", &[upstream::dead_address()], "");
     let gw = Gateway::start(&config);
-    let shots = std::env::var("PORTCULLIS_SCREENSHOTS")
-        .map(|d| repo_path(&d))
-        .unwrap_or_else(|_| repo_path("target/screenshots"));
-    let run = tokio::process::Command::new("node")
-        .arg(script_dir.join("signin.mjs"))
-        .env("GATEWAY", format!("https://localhost:{}", gw.tls.port()))
-        .env("SCREENSHOTS", &shots)
-        .env("CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser steps finish within 3 minutes")
-        .expect("node runs (scripts/test.sh installs Node.js where missing)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{report}");
-    assert!(out.status.success(), "browser steps failed:\n{report}");
+    run_browser_steps("signin.mjs", &chromium, &gw, &[], &String::new).await;
     gw.stop().await;
 }
