@@ -1,13 +1,16 @@
 //! Sign-in in a real browser (issue #13): headless Chromium from Debian's packages, driven by
 //! Playwright (`tests/browser/signin.mjs`), against this gateway on its TLS listener with the
-//! demo upstream behind it. `scripts/test.sh` installs Chromium and the npm packages when they
-//! are missing; without them this test fails and says so (it never skips).
+//! demo upstream behind it; and sign-in through an OpenID Provider (SPEC §4a, issue #17) in
+//! the same browser (`tests/browser/oidc.mjs`), against node-oidc-provider
+//! (`tests/common/oidc.rs`). `scripts/test.sh` installs Chromium and the npm packages when
+//! they are missing; without them these tests fail and say so (they never skip).
 //!
 //! Screenshots go to `target/screenshots`; `PORTCULLIS_SCREENSHOTS=docs/screenshots` refreshes
 //! the README's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
+use common::oidc::{CLIENT_SECRET, Provider, client_registration};
 use common::*;
 use std::time::Duration;
 
@@ -85,5 +88,75 @@ async fn sign_in_in_a_real_chromium() {
         + &route("down", "/down", &[upstream::dead_address()], "");
     let gw = Gateway::start(&config);
     run_browser_steps("signin.mjs", &chromium, &gw, &[], &String::new).await;
+    gw.stop().await;
+}
+
+/// `[[oidc]]` for the test provider on `port`: `idp` (client_secret_basic, everyone) and
+/// `staff` (client_secret_post, only the staff role), both with roles from `groups`.
+fn oidc_toml(port: u16) -> String {
+    format!(
+        r#"
+[[oidc]]
+name = "idp"
+display_name = "Test IdP"
+issuer = "http://127.0.0.1:{port}"
+client_id = "portcullis"
+client_secret = "{CLIENT_SECRET}"
+scopes = ["openid", "profile", "email", "groups"]
+roles_claim = "groups"
+[[oidc]]
+name = "staff"
+display_name = "Staff IdP"
+issuer = "http://127.0.0.1:{port}"
+client_id = "staff-only"
+client_secret = "{CLIENT_SECRET}"
+token_auth = "client_secret_post"
+scopes = ["openid", "profile", "groups"]
+roles_claim = "groups"
+allowed_roles = ["staff"]
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_sign_in_in_a_real_chromium() {
+    let chromium = browser_prerequisites();
+    let (up, _stop) = upstream::whoami().await;
+    let idp_port = free_port();
+    let config = base_toml()
+        + "[ui]\ntitle = \"Example Corp\"\n"
+        + USERS
+        + &route("app", "/app", &[up], "").replace("\"public\"", "\"authenticated\"")
+        + &oidc_toml(idp_port);
+    let gw = Gateway::start(&config);
+    // The provider second, registered with the callbacks as the browser reaches the gateway:
+    // https (the TLS listener) and Host localhost:<port>.
+    let register = |client_id: &str, auth: &str, name: &str| {
+        client_registration(
+            client_id,
+            auth,
+            &[format!(
+                "https://localhost:{}/auth/oidc/{name}/callback",
+                gw.tls.port()
+            )],
+            &format!("http://{}/auth/oidc/{name}/backchannel-logout", gw.http),
+        )
+    };
+    let idp = Provider::start(
+        idp_port,
+        serde_json::json!([
+            register("portcullis", "client_secret_basic", "idp"),
+            register("staff-only", "client_secret_post", "staff"),
+        ]),
+    );
+    let provider_log = || format!("\nthe provider's log (last 40 lines):\n{}", idp.log_tail(40));
+    run_browser_steps(
+        "oidc.mjs",
+        &chromium,
+        &gw,
+        &[("IDP", idp.issuer())],
+        &provider_log,
+    )
+    .await;
     gw.stop().await;
 }
