@@ -59,7 +59,8 @@ const signInCookies = async (ctx) => (await gatewayCookies(ctx)).filter((c) => c
 async function toProvider(page, label) {
   const button = page.getByRole('link', { name: label, exact: true });
   await Promise.all([page.waitForURL((u) => u.href.startsWith(`${idp}/`)), button.click()]);
-  assert.ok(page.url().startsWith(`${idp}/interaction/`), `at the provider's sign-in: ${page.url()}`);
+  const at = page.url();
+  assert.ok(at.startsWith(`${idp}/interaction/`), `not the provider's sign-in: ${at}\n${await page.textContent('body')}`);
   assert.equal(await page.textContent('h1'), 'Test IdP sign-in');
 }
 
@@ -76,7 +77,8 @@ async function signInAtProvider(page, name, user) {
 
 /// A failure page of the gateway: HTML, the status, a heading, and the words a person reads.
 async function assertFailurePage(page, answer, status, heading, says) {
-  assert.equal(answer.status(), status, await page.content());
+  const seen = `${answer.url()} answered ${answer.status()}, the page shows ${page.url()}: ${await page.textContent('body')}`;
+  assert.equal(answer.status(), status, seen);
   assert.match(answer.headers()['content-type'], /^text\/html/);
   assert.ok(page.url().startsWith(`${base}/auth/oidc/`), page.url());
   assert.equal(await page.textContent('h1'), heading);
