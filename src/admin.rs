@@ -193,7 +193,8 @@ impl Admin {
                 Err(e) => store_failed(&e),
             },
             (Method::DELETE, ["admin", "users", name, "sessions"]) => {
-                let name = String::from_utf8_lossy(&crate::api::forms::percent_decode(name.as_bytes())).into_owned();
+                let name =
+                    String::from_utf8_lossy(&crate::api::forms::percent_decode(name.as_bytes())).into_owned();
                 match self.sessions.revoke_user(&name).await {
                     Ok(ids) => {
                         json_response(StatusCode::OK, serde_json::json!({ "revoked": ids }).to_string())

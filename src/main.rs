@@ -282,6 +282,7 @@ fn serve(path: &std::path::Path) -> Result<()> {
         store = %store_summary(&config.store),
         cache_max_entries = config.cache.max_entries,
         users = config.users.len(),
+        oidc = %config.oidc.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
         mode = if config.mode == portcullis::config::Mode::MultiUser { "multi-user" } else { "single-user" },
         "portcullis is serving"
     );

@@ -169,7 +169,7 @@ impl Metrics {
         let logins = Family::default();
         registry.register(
             "logins",
-            "Password logins: succeeded, failed, rate_limited",
+            "Logins: succeeded, failed, rate_limited (passwords); oidc_succeeded, oidc_failed (identity providers)",
             logins.clone(),
         );
         let open_connections = Family::default();

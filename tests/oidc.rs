@@ -160,8 +160,28 @@ async fn browser_sign_in(
     username: &str,
 ) -> (Raw, String, String) {
     let start = call(gw, "GET", &format!("/auth/oidc/{name}/start{query}"), &[], "").await;
-    assert_eq!(start.status, 302, "start: {}\n{}", start.head, start.body);
-    let to_idp = start.header("location").unwrap();
+    complete_sign_in(gw, idp, jar, start, username).await
+}
+
+/// The rest of a sign-in after the gateway's answer to `start`.
+async fn complete_sign_in(
+    gw: SocketAddr,
+    idp: &Provider,
+    jar: &mut ProviderJar,
+    start: Raw,
+    username: &str,
+) -> (Raw, String, String) {
+    // A 302, or (answering the device page's form) a page that sends the browser on.
+    let to_idp = match start.status {
+        302 => start.header("location").unwrap(),
+        200 => {
+            let refresh = start.header("refresh").expect("a Refresh header");
+            let url = refresh.strip_prefix("0;url=").unwrap().to_string();
+            assert!(start.body.contains("Continue to Test IdP"), "{}", start.body);
+            url
+        }
+        _ => panic!("start: {}\n{}", start.head, start.body),
+    };
     assert!(to_idp.starts_with(&idp.issuer()), "{to_idp}");
     for needed in [
         "code_challenge_method=S256",
@@ -376,15 +396,21 @@ async fn every_failure_is_a_page_and_makes_no_session() {
         browser_sign_in(gw.http, &idp, &mut ProviderJar::default(), "strict", "", "alice").await;
     assert_failure_page(&strict, 502, "could not be verified");
 
+    // Each failure after the provider was asked is counted.
+    let metrics = scrape(gw.admin).await;
+    assert!(
+        value(&metrics, "portcullis_logins_total{kind=\"oidc_failed\"}") >= 4.0,
+        "{metrics}"
+    );
+
     // Unknown provider, wrong method, hostile input: pages, not 500s.
     let unknown = call(gw.http, "GET", "/auth/oidc/nope/start", &[], "").await;
     assert_failure_page(&unknown, 404, "no sign-in provider named");
-    let wrong = call(gw.http, "POST", "/auth/oidc/idp/start", &[], "").await;
+    let wrong = call(gw.http, "PUT", "/auth/oidc/idp/start", &[], "").await;
     assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.header("allow").as_deref(), Some("GET, POST"));
     let junk = format!("/auth/oidc/idp/callback?state={}&code=%00%ff", "A".repeat(3000));
     assert_failure_page(&call(gw.http, "GET", &junk, &[], "").await, 400, "did not start");
-    let device = call(gw.http, "GET", "/auth/oidc/idp/start?code=BCDF-GHJK", &[], "").await;
-    assert_failure_page(&device, 404, "unknown or has expired");
 
     // The provider down: its button says so; password sign-in still works.
     idp.stop();
@@ -508,11 +534,23 @@ async fn backchannel_logout_ends_that_persons_sessions_on_every_instance() {
 
     // An operator finds and ends a provider's user by their key, oidc:<provider>:<sub>.
     let listed = admin_call(a.admin, "GET", "/admin/sessions?user=oidc%3Aidp%3Abob").await;
-    assert_eq!(json_of(&listed)["sessions"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        json_of(&listed)["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
     let local = admin_call(a.admin, "GET", "/admin/sessions?user=alice").await;
-    assert_eq!(json_of(&local)["sessions"].as_array().map(Vec::len), Some(1), "{local}");
+    assert_eq!(
+        json_of(&local)["sessions"].as_array().map(Vec::len),
+        Some(1),
+        "{local}"
+    );
     let revoked = admin_call(a.admin, "DELETE", "/admin/users/oidc%3Aidp%3Abob/sessions").await;
-    assert_eq!(json_of(&revoked)["revoked"].as_array().map(Vec::len), Some(1), "{revoked}");
+    assert_eq!(
+        json_of(&revoked)["revoked"].as_array().map(Vec::len),
+        Some(1),
+        "{revoked}"
+    );
     assert_eq!(status_soon(b.http, &idp_bob, 401).await, 401);
     a.stop().await;
     b.stop().await;
@@ -539,9 +577,35 @@ async fn a_device_is_approved_through_the_provider() {
 
     let page = call(gw.http, "GET", &format!("/auth/login?code={code}"), &[], "").await;
     assert!(page.body.contains("Approve with Test IdP"), "{}", page.body);
-    let query = format!("?code={code}");
-    let (done, _, _) =
-        browser_sign_in(gw.http, &idp, &mut ProviderJar::default(), "idp", &query, "alice").await;
+    assert!(
+        page.body.contains("action=\"/auth/oidc/idp/start\""),
+        "{}",
+        page.body
+    );
+
+    // A link cannot approve a device: it leads to the page that says which device asks.
+    let link = call(
+        gw.http,
+        "GET",
+        &format!("/auth/oidc/idp/start?code={code}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(link.status, 303, "{}", link.body);
+    assert_eq!(link.header("location"), Some(format!("/auth/login?code={code}")));
+    // Nor can another site's form.
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let body = format!("code={code}");
+    let cross = [form[0], ("Sec-Fetch-Site", "cross-site")];
+    let refused = call(gw.http, "POST", "/auth/oidc/idp/start", &cross, &body).await;
+    assert_failure_page(&refused, 403, "from another site is refused");
+    let unknown = call(gw.http, "POST", "/auth/oidc/idp/start", &form, "code=BCDF-GHJK").await;
+    assert_failure_page(&unknown, 404, "unknown or has expired");
+
+    // The device page's button: this site's form, then the provider.
+    let start = call(gw.http, "POST", "/auth/oidc/idp/start", &form, &body).await;
+    let (done, _, _) = complete_sign_in(gw.http, &idp, &mut ProviderJar::default(), start, "alice").await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains("is now signed in as alice"), "{}", done.body);
     assert!(

@@ -78,7 +78,7 @@ fn sign_in_page(shared: &GatewayState, form: &SignIn) -> String {
     }
     credentials(&mut body, form.username);
     body.push_str("<button type=\"submit\">Sign in</button>\n</form>\n");
-    providers(&mut body, shared, "Sign in with", "rd", form.rd);
+    providers(&mut body, shared, form.rd);
     let _ = writeln!(
         body,
         "<p class=\"muted\">Signing in a TV, a terminal or another device? <a href=\"{}\">Enter its code</a>.</p>",
@@ -87,24 +87,23 @@ fn sign_in_page(shared: &GatewayState, form: &SignIn) -> String {
     pages::page(&shared.ui_title, "Sign in", &body)
 }
 
-/// One button per `[[oidc]]` provider (SPEC §4a), each starting its sign-in with `param`
-/// (`rd`, or a device's `code`) carried along.
-fn providers(body: &mut String, shared: &GatewayState, verb: &str, param: &str, value: Option<&str>) {
+/// One button per `[[oidc]]` provider (SPEC §4a), each starting its sign-in with `rd`.
+fn providers(body: &mut String, shared: &GatewayState, rd: Option<&str>) {
     for provider in shared.oidc.iter() {
         let mut href = shared
             .api
             .url(&format!("/auth/oidc/{}/start", provider.config.name));
-        if let Some(value) = value {
+        if let Some(rd) = rd {
             href.push('?');
             href.push_str(
                 &form_urlencoded::Serializer::new(String::new())
-                    .append_pair(param, value)
+                    .append_pair("rd", rd)
                     .finish(),
             );
         }
         body.push_str(&pages::button_link(
             &href,
-            &format!("{verb} {}", provider.config.display_name),
+            &format!("Sign in with {}", provider.config.display_name),
         ));
     }
 }
@@ -157,7 +156,21 @@ fn device_page(
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\" formnovalidate>Deny</button>\n\
          </form>\n",
     );
-    providers(&mut body, shared, "Approve with", "code", Some(code));
+    for provider in shared.oidc.iter() {
+        // A form, not a link: the provider's sign-in approves this device (`api::oidc`).
+        let _ = writeln!(
+            body,
+            "<form method=\"post\" action=\"{}\">\n<input type=\"hidden\" name=\"code\" value=\"{}\">\n\
+             <button type=\"submit\" class=\"secondary\">Approve with {}</button>\n</form>",
+            escape(
+                &shared
+                    .api
+                    .url(&format!("/auth/oidc/{}/start", provider.config.name))
+            ),
+            escape(code),
+            escape(&provider.config.display_name)
+        );
+    }
     pages::page(&shared.ui_title, "Approve this device?", &body)
 }
 

@@ -1,6 +1,10 @@
 //! The sign-in endpoints of `[[oidc]]` providers (SPEC §4a), at `/auth/oidc/<name>/…`:
-//! - `GET start[?rd=…][&code=…]`: a 302 to the provider, with the sign-in's state in a sealed
-//!   cookie (`crate::oidc::state`). With a device's `code`, the code must be pending now.
+//! - `GET start[?rd=…]`: a 302 to the provider, with the sign-in's state in a sealed cookie
+//!   (`crate::oidc::state`).
+//! - A device's `code` is taken only by `POST start` from this site's own device page, where
+//!   the person saw which device asks (the "Approve with …" button); `GET start?code=…` sends
+//!   the browser to that page. Otherwise a link would approve an attacker's device as whoever
+//!   clicks it while signed in at the provider, with no page in between.
 //! - `GET callback`: the state checked against its cookie (which every answer clears), then
 //!   the code exchanged and the person verified (`crate::oidc::signin`): a cookie session and
 //!   a 303 to `rd`, or the device's pending session activated.
@@ -53,13 +57,14 @@ pub async fn answer(
     let method = req.method().clone();
     match (action, &method) {
         ("start", &Method::GET | &Method::HEAD) => start(shared, conn, &provider, &req).await,
+        ("start", &Method::POST) => approve_device(shared, conn, &provider, req).await,
         ("callback", &Method::GET) => callback(shared, conn, &provider, &req).await,
         ("backchannel-logout", &Method::POST) => backchannel(shared, &provider, req).await,
         ("start" | "callback" | "backchannel-logout", _) => {
-            let allow = if action == "backchannel-logout" {
-                "POST"
-            } else {
-                "GET"
+            let allow = match action {
+                "backchannel-logout" => "POST",
+                "start" => "GET, POST",
+                _ => "GET",
             };
             let mut resp = page(
                 shared,
@@ -88,15 +93,67 @@ async fn start(
     req: &Request<Incoming>,
 ) -> Response<ProxyBody> {
     let query = req.uri().query();
+    if let Some(code) = forms::query_param(query, "code").filter(|c| !c.trim().is_empty()) {
+        // The device page first: the person sees which device asks before approving it.
+        let mut to = shared.api.url("/auth/login?");
+        to.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .append_pair("code", &code)
+                .finish(),
+        );
+        let mut resp = Response::new(ProxyBody::empty());
+        *resp.status_mut() = StatusCode::SEE_OTHER;
+        if let Ok(v) = HeaderValue::from_str(&to) {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+        return resp;
+    }
     let rd = forms::query_param(query, "rd").map(|rd| forms::safe_redirect(&rd));
-    let code = forms::query_param(query, "code").filter(|c| !c.trim().is_empty());
-    let code = match code {
-        None => None,
-        Some(code) => match pending_code(shared, conn, &code).await {
-            Ok(code) => Some(code),
-            Err(resp) => return resp,
-        },
+    begin(shared, conn, provider, req, rd, None).await
+}
+
+/// `POST /auth/oidc/<name>/start` with a device's `code`: the device page's "Approve with …"
+/// button. Refused from other sites, like every form of the gateway's.
+async fn approve_device(
+    shared: &GatewayState,
+    conn: &ConnInfo,
+    provider: &Provider,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if crate::auth::browser::cross_site(req.headers(), authority(&req)) {
+        return page(
+            shared,
+            StatusCode::FORBIDDEN,
+            "Not approved",
+            "Approving a device from another site is refused. Use this site's own device page.",
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let head = Request::from_parts(parts, ());
+    let content_type = head
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let code = match forms::fields(content_type, body).await {
+        Ok(mut fields) => fields.remove("code").unwrap_or_default(),
+        Err(e) => return forms::body_error(e).into_response(),
     };
+    let code = match pending_code(shared, conn, &code).await {
+        Ok(code) => code,
+        Err(resp) => return resp,
+    };
+    begin(shared, conn, provider, &head, None, Some(code)).await
+}
+
+/// Sends the browser to the provider: the sign-in's cookie and a 302.
+async fn begin<B>(
+    shared: &GatewayState,
+    conn: &ConnInfo,
+    provider: &Provider,
+    req: &Request<B>,
+    rd: Option<String>,
+    code: Option<String>,
+) -> Response<ProxyBody> {
     let Some(redirect_uri) = redirect_uri(shared, conn, provider, req) else {
         return page(
             shared,
@@ -135,10 +192,33 @@ async fn start(
     let (Some(sealed), Ok(location)) = (sealed, HeaderValue::from_str(&url)) else {
         return unavailable(shared);
     };
-    let mut resp = Response::new(ProxyBody::empty());
-    *resp.status_mut() = StatusCode::FOUND;
+    let mut resp = match &started.code {
+        None => {
+            let mut r = Response::new(ProxyBody::empty());
+            *r.status_mut() = StatusCode::FOUND;
+            r.headers_mut().insert(header::LOCATION, location);
+            r
+        }
+        // Answering the device page's form: a redirect to another site would be blocked by the
+        // pages' `form-action 'self'`, so a page sends the browser on (`Refresh`, and a button).
+        Some(_) => {
+            let name = &provider.config.display_name;
+            let body = format!(
+                "<p>Continuing to {} to approve this device…</p>\n{}",
+                escape(name),
+                pages::button_link(&url, &format!("Continue to {name}"))
+            );
+            let mut r = pages::respond(
+                StatusCode::OK,
+                pages::page(&shared.ui_title, "Approve this device", &body),
+            );
+            if let Ok(v) = HeaderValue::from_str(&format!("0;url={url}")) {
+                r.headers_mut().insert("refresh", v);
+            }
+            r
+        }
+    };
     let h = resp.headers_mut();
-    h.insert(header::LOCATION, location);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(c) = set_cookie(&cookie, &sealed, state::LIFETIME, conn.tls) {
         h.append(header::SET_COOKIE, c);
@@ -182,11 +262,11 @@ async fn pending_code(
 
 /// The redirect URI: the configured one, else this site's callback as the request names it
 /// (`https` on the TLS listener, or behind a trusted proxy that says so).
-fn redirect_uri(
+fn redirect_uri<B>(
     shared: &GatewayState,
     conn: &ConnInfo,
     provider: &Provider,
-    req: &Request<Incoming>,
+    req: &Request<B>,
 ) -> Option<String> {
     if let Some(uri) = &provider.config.redirect_uri {
         return Some(uri.clone());
@@ -299,6 +379,7 @@ async fn finish(
     }
     let user = &signed_in.user;
     tracing::info!(provider = %provider.config.name, user = %user.username, "oidc: signed in");
+    crate::metrics::Metrics::count(&shared.metrics.logins, "oidc_succeeded");
     if let Some(code) = &started.code {
         return match shared.sessions.activate(code, user, meta).await {
             Ok(Some(_)) => page(
@@ -445,6 +526,7 @@ fn logout_error(status: StatusCode, why: &str) -> Response<ProxyBody> {
 fn failed(shared: &GatewayState, provider: &Provider, failure: &Failure) -> Response<ProxyBody> {
     let (heading, text) = failure.words(&provider.config.display_name);
     tracing::info!(provider = %provider.config.name, failure = failure.kind(), detail = %text, "oidc: sign-in failed");
+    crate::metrics::Metrics::count(&shared.metrics.logins, "oidc_failed");
     page(shared, failure.status(), heading, &text)
 }
 

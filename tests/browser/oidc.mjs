@@ -56,8 +56,8 @@ const gatewayCookies = async (ctx) => (await ctx.cookies(base)).filter((c) => c.
 const signInCookies = async (ctx) => (await gatewayCookies(ctx)).filter((c) => c.name.includes('-oidc-'));
 
 /// Clicks the gateway's provider button `label` and waits for the provider's sign-in page.
-async function toProvider(page, label) {
-  const button = page.getByRole('link', { name: label, exact: true });
+async function toProvider(page, label, role = 'link') {
+  const button = page.getByRole(role, { name: label, exact: true });
   await Promise.all([page.waitForURL((u) => u.href.startsWith(`${idp}/`)), button.click()]);
   const at = page.url();
   assert.ok(at.startsWith(`${idp}/interaction/`), `not the provider's sign-in: ${at}\n${await page.textContent('body')}`);
@@ -151,10 +151,13 @@ await step('a device approved through the provider: its token then works as bob'
   const ctx = await browser.newContext(desktop);
   const page = await ctx.newPage();
   await page.goto(`${base}/auth/login?code=${code}`);
-  const approve = page.getByRole('link', { name: 'Approve with Test IdP', exact: true });
-  assert.equal(await approve.getAttribute('href'), `/auth/oidc/idp/start?code=${code}`);
+  // A form posted from this page, not a link another site could hand out (api/oidc.rs).
+  const approve = page.getByRole('button', { name: 'Approve with Test IdP', exact: true });
+  const form = approve.locator('xpath=ancestor::form');
+  assert.equal(await form.getAttribute('method'), 'post');
+  assert.equal(await form.getAttribute('action'), '/auth/oidc/idp/start');
   await shot(page, 'oidc-device');
-  await toProvider(page, 'Approve with Test IdP');
+  await toProvider(page, 'Approve with Test IdP', 'button');
   const answer = await signInAtProvider(page, 'idp', 'bob');
   assert.equal(answer.status(), 200);
   assert.equal(await page.textContent('h1'), 'Device signed in');
