@@ -152,6 +152,7 @@ pub fn start(config: &Config) -> Result<Running, StartError> {
         passwords,
     };
     let shared = gateway::GatewayState::new(config, &process).map_err(StartError::Store)?;
+    sessions.admit(oidc::admission(&config.oidc));
     let current: gateway::Current = Arc::new(arc_swap::ArcSwap::from_pointee(shared));
     let tls_config = config
         .server

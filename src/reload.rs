@@ -183,6 +183,7 @@ impl Reloader {
             swap.store(tls.clone());
         }
         self.current.store(Arc::new(shared));
+        self.process.sessions.admit(crate::oidc::admission(&config.oidc));
         crate::access_log::set_buffer(config.log.buffer);
         for username in &users_logged_out {
             if let Err(e) = self.process.sessions.revoke_user(username).await {

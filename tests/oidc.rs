@@ -142,7 +142,12 @@ fn clients(gateways: &[SocketAddr], logout_to: SocketAddr) -> Value {
 /// The gateway's config: local users (alice is an admin there too), `/app` for anyone signed
 /// in, `/admin` for admins, and the test provider.
 fn gateway_toml(base: &str, up: SocketAddr, idp_port: u16) -> String {
+    let assertion = format!(
+        "\n[assertion]\nalgorithm = \"EdDSA\"\nkey = \"{}\"\nttl = \"60s\"\n",
+        repo_path("certs/assertion-key.pem").display()
+    );
     base.to_string()
+        + &assertion
         + USERS
         + &route("app", "/app", &[up], "").replace("\"public\"", "\"authenticated\"")
         + &route("admin", "/admin", &[up], "roles = [\"admin\"]").replace("\"public\"", "\"roles\"")
@@ -299,10 +304,23 @@ async fn signs_in_through_the_provider_on_both_paths() {
         assert_eq!(h["x-auth-user-uuid"], "alice", "sub");
         assert_eq!(h["x-auth-roles"], "admin,staff");
         assert!(h.get("x-auth-user-id").is_none(), "fast={fast}: no user id: {h}");
+        // The assertion names the provider: a sub is unique only within it.
+        let jwt = h["x-auth-jwt"].as_str().unwrap();
+        let payload = jwt.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (claims["sub"].as_str(), claims["idp"].as_str()),
+            (Some("alice"), Some("idp"))
+        );
         assert!(h["x-auth-session-id"].as_str().unwrap().len() == 32);
         assert_eq!(upstream_sees(gw.http, "/admin/x", &cookie).await.status, 200);
         let me = upstream_sees(gw.http, "/users/me", &cookie).await;
         assert_eq!(me.json()["username"], "alice");
+        assert_eq!(me.json()["user_id"], Value::Null);
+        assert_eq!(me.json()["provider"], "idp");
 
         // A client spelling the user id is not believed (removed, not forwarded).
         let spoof = call(
@@ -420,6 +438,11 @@ async fn every_failure_is_a_page_and_makes_no_session() {
     let fresh = Gateway::start(&gateway_toml(&base_toml(), up, idp_port));
     let down = call(fresh.http, "GET", "/auth/oidc/idp/start", &[], "").await;
     assert_failure_page(&down, 502, "cannot be reached right now");
+    assert!(
+        !down.body.contains("127.0.0.1"),
+        "the page names no host: {}",
+        down.body
+    );
     let password = call(
         fresh.http,
         "POST",
@@ -615,5 +638,108 @@ async fn a_device_is_approved_through_the_provider() {
     let seen = call(gw.http, "GET", "/app/x", &[("Authorization", &bearer)], "").await;
     assert_eq!(seen.status, 200, "{}", seen.body);
     assert_eq!(seen.json()["headers"]["x-auth-user"], "alice");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_holds_at_most_three_sign_in_cookies() {
+    let (up, _stop) = upstream::whoami().await;
+    let idp_port = free_port();
+    let gw = Gateway::start(&gateway_toml(&base_toml(), up, idp_port));
+    let _idp = Provider::start(idp_port, clients(&[gw.http], gw.http));
+    // A page sends the browser to `start` again and again, with a long `rd` (the review's
+    // cookie bomb): the browser's jar, kept as a browser keeps it, stays small.
+    let mut jar: std::collections::BTreeMap<String, String> = Default::default();
+    let rd = format!("/app/{}", "x".repeat(2000));
+    for i in 0..12 {
+        let cookie: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let cookie = cookie.join("; ");
+        let mut headers = vec![];
+        if !cookie.is_empty() {
+            headers.push(("Cookie", cookie.as_str()));
+        }
+        let start = call(
+            gw.http,
+            "GET",
+            &format!("/auth/oidc/idp/start?rd={rd}"),
+            &headers,
+            "",
+        )
+        .await;
+        assert_eq!(start.status, 302, "start {i}: {}", start.body);
+        for (name, value) in start.set_cookies() {
+            if value.is_empty() {
+                jar.remove(&name);
+            } else {
+                jar.insert(name, value);
+            }
+        }
+        assert!(
+            jar.len() <= 3,
+            "after {} starts the browser holds {} sign-in cookies",
+            i + 1,
+            jar.len()
+        );
+    }
+    let size: usize = jar.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    assert!(
+        size < 2048,
+        "the sign-in cookies take {size} bytes of every request"
+    );
+    let cookie: Vec<String> = jar.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let login = call(
+        gw.http,
+        "GET",
+        "/auth/login",
+        &[("Cookie", &cookie.join("; "))],
+        "",
+    )
+    .await;
+    assert_eq!(login.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_drops_a_provider_or_narrows_its_roles_shuts_its_sessions_out() {
+    let (up, _stop) = upstream::whoami().await;
+    let idp_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("portcullis.toml");
+    let before = gateway_toml(&base_toml(), up, idp_port);
+    std::fs::write(&file, &before).unwrap();
+    let config = portcullis::config::Config::load(&file).unwrap();
+    let running = portcullis::start(&config).unwrap();
+    let gw = Gateway {
+        tls: running.tls_addr.unwrap(),
+        http: running.http_addr.unwrap(),
+        admin: running.admin_addr,
+        running: Some(running),
+    };
+    let idp = Provider::start(idp_port, clients(&[gw.http], gw.http));
+    let (a, _, _) = browser_sign_in(gw.http, &idp, &mut ProviderJar::default(), "idp", "", "alice").await;
+    let (b, _, _) = browser_sign_in(gw.http, &idp, &mut ProviderJar::default(), "idp", "", "bob").await;
+    let (alice, bob) = (session_cookie(&a), session_cookie(&b));
+    assert_eq!(upstream_sees(gw.http, "/app/x", &bob).await.status, 200);
+
+    // `idp` now admits only admins: bob (staff) is shut out, alice (admin) stays.
+    let narrowed = before.replace(
+        "roles_claim = \"groups\"\n[[oidc]]\nname = \"staff\"",
+        "roles_claim = \"groups\"\nallowed_roles = [\"admin\"]\n[[oidc]]\nname = \"staff\"",
+    );
+    assert_ne!(narrowed, before);
+    std::fs::write(&file, &narrowed).unwrap();
+    let reloaded = admin_call(gw.admin, "POST", "/admin/reload").await;
+    assert_eq!(status_of(&reloaded), 200, "{reloaded}");
+    assert_eq!(upstream_sees(gw.http, "/app/x", &bob).await.status, 401);
+    assert_eq!(upstream_sees(gw.http, "/app/x", &alice).await.status, 200);
+
+    // `idp` gone: nobody it signed in gets through.
+    let start = narrowed.find("[[oidc]]\nname = \"idp\"").unwrap();
+    let end = narrowed.find("[[oidc]]\nname = \"staff\"").unwrap();
+    let without = format!("{}{}", &narrowed[..start], &narrowed[end..]);
+    std::fs::write(&file, &without).unwrap();
+    let reloaded = admin_call(gw.admin, "POST", "/admin/reload").await;
+    assert_eq!(status_of(&reloaded), 200, "{reloaded}");
+    assert_eq!(upstream_sees(gw.http, "/app/x", &alice).await.status, 401);
     gw.stop().await;
 }

@@ -36,7 +36,9 @@ pub(super) fn user_json(
     user: Option<&crate::session::User>,
 ) -> String {
     serde_json::json!({
-        "user_id": user.map(|u| u.id),
+        // A provider's people have no numeric id (null), and say which provider it was.
+        "user_id": user.filter(|u| u.provider.is_none()).map(|u| u.id),
+        "provider": user.and_then(|u| u.provider.as_deref()),
         "username": user.map(|u| u.username.as_str()),
         "user_uuid": user.map(|u| u.uuid.as_str()),
         "roles": user.map(|u| u.roles.as_slice()).unwrap_or_default(),

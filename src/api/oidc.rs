@@ -30,6 +30,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
 
+/// Sign-ins in progress one browser may have (each its own cookie, for tabs side by side).
+const KEPT_SIGN_INS: usize = 3;
+/// The longest `rd` a sign-in carries.
+const MAX_RD: usize = 1024;
 /// The `Session::extra` key holding the provider's session id (`sid`).
 pub const SID: &str = "oidc_sid";
 /// A session made up to this many seconds after a logout token's `iat` still ends with it
@@ -164,8 +168,8 @@ async fn begin<B>(
     };
     let keys = shared.sessions.keys();
     let derived = state::new_state().and_then(|s| {
-        let nonce = state::derived(keys, b"nonce", &s)?;
-        let verifier = state::derived(keys, b"pkce", &s)?;
+        let nonce = state::derived(keys, 0, b"nonce", &s)?;
+        let verifier = state::derived(keys, 0, b"pkce", &s)?;
         let cookie = state::cookie_name(shared.cookie_on(conn), &s)?;
         Some((s, nonce, verifier, cookie))
     });
@@ -183,10 +187,12 @@ async fn begin<B>(
     let started = Started {
         provider: provider.config.name.clone(),
         state: state_value,
-        rd,
+        // A long `rd` would make every sign-in cookie long: such a one goes home instead.
+        rd: rd.filter(|rd| rd.len() <= MAX_RD),
         code,
         redirect_uri,
         expires: crate::session::now() + state::LIFETIME,
+        key: 0,
     };
     let sealed = state::seal(keys, &started);
     let (Some(sealed), Ok(location)) = (sealed, HeaderValue::from_str(&url)) else {
@@ -223,7 +229,37 @@ async fn begin<B>(
     if let Some(c) = set_cookie(&cookie, &sealed, state::LIFETIME, conn.tls) {
         h.append(header::SET_COOKIE, c);
     }
+    for stale in crowded_out(shared, conn, req.headers()) {
+        if let Some(c) = set_cookie(&stale, "", 0, conn.tls) {
+            h.append(header::SET_COOKIE, c);
+        }
+    }
     resp
+}
+
+/// The sign-in cookies a new one crowds out: all but the `KEPT_SIGN_INS - 1` newest this
+/// browser holds (unreadable ones first). Without this, a page sending a browser to `start`
+/// a few dozen times would grow its `Cookie` header past what any server takes (431), shutting
+/// the person out of the whole site for as long as the cookies live.
+fn crowded_out(shared: &GatewayState, conn: &ConnInfo, headers: &http::HeaderMap) -> Vec<String> {
+    let prefix = format!("{}-oidc-", shared.cookie_on(conn));
+    let now = crate::session::now();
+    let mut held: Vec<(u64, String)> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .map(|(name, value)| {
+            let expires = state::open(shared.sessions.keys(), value, now).map_or(0, |s| s.expires);
+            (expires, name.to_string())
+        })
+        .collect();
+    held.sort();
+    let keep = KEPT_SIGN_INS - 1;
+    let drop = held.len().saturating_sub(keep);
+    held.into_iter().take(drop).map(|(_, name)| name).collect()
 }
 
 /// A device's code, normalized, if a pending session has it now; else the page that says
@@ -361,8 +397,8 @@ async fn finish(
     };
     let keys = shared.sessions.keys();
     let (Some(nonce), Some(verifier)) = (
-        state::derived(keys, b"nonce", &started.state),
-        state::derived(keys, b"pkce", &started.state),
+        state::derived(keys, started.key, b"nonce", &started.state),
+        state::derived(keys, started.key, b"pkce", &started.state),
     ) else {
         return unavailable(shared);
     };
@@ -525,7 +561,7 @@ fn logout_error(status: StatusCode, why: &str) -> Response<ProxyBody> {
 /// The page for a failed sign-in, logged by kind.
 fn failed(shared: &GatewayState, provider: &Provider, failure: &Failure) -> Response<ProxyBody> {
     let (heading, text) = failure.words(&provider.config.display_name);
-    tracing::info!(provider = %provider.config.name, failure = failure.kind(), detail = %text, "oidc: sign-in failed");
+    tracing::info!(provider = %provider.config.name, failure = failure.kind(), detail = %failure.detail(), "oidc: sign-in failed");
     crate::metrics::Metrics::count(&shared.metrics.logins, "oidc_failed");
     page(shared, failure.status(), heading, &text)
 }

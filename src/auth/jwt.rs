@@ -64,6 +64,9 @@ pub struct AssertionClaims {
     pub sid: String,
     pub iat: u64,
     pub exp: u64,
+    /// The `[[oidc]]` provider that signed the user in: its `sub` is unique only within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }
 
 /// Signs `X-Auth-Jwt` and publishes the matching JWKS.
@@ -131,6 +134,7 @@ impl AssertionSigner {
                 sid: "check".into(),
                 iat: 0,
                 exp: 0,
+                idp: None,
             })
             .map_err(|e| format!("{}: signing failed: {e}", key_path.display()))?;
         Ok(signer)
@@ -160,6 +164,7 @@ impl AssertionSigner {
             sid: sid.to_string(),
             iat: now,
             exp,
+            idp: user.provider.clone(),
         };
         match self.sign_claims(&claims) {
             Ok(jwt) => HeaderValue::from_str(&jwt).ok().map(|v| (exp, v)),

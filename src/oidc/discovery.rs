@@ -1,9 +1,11 @@
 //! What the gateway knows of a provider: its discovery document and key set, fetched on first
 //! use (a gateway starts while its provider is down), kept for an hour, and fetched again
 //! after that or, for the key set alone, when a token names a key it does not hold (a key
-//! rotation), at most once per `JWKS_MIN_INTERVAL`, since anyone can post a logout token
-//! naming a made-up key. A failed fetch is not tried again for `RETRY_AFTER_FAILURE`; while a
-//! refresh fails, the last good document is used.
+//! rotation), at most once per `JWKS_MIN_INTERVAL` whether it worked or not, since anyone can
+//! post a logout token naming a made-up key. ID tokens (from the token endpoint, which only
+//! the provider answers) and logout tokens (from anyone) have a budget each, so a flood of the
+//! latter cannot make a real sign-in miss a rotated key. A failed discovery is not tried again
+//! for `RETRY_AFTER_FAILURE`; while a refresh fails, the last good document is used.
 
 use super::client::{Http, chain};
 use crate::config::OidcConfig;
@@ -26,8 +28,24 @@ pub struct Discovered {
 
 pub struct Discovery {
     current: ArcSwapOption<Discovered>,
-    /// Held while fetching (one fetch at a time); holds when the last fetch failed.
-    fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while fetching (one fetch at a time).
+    fetching: tokio::sync::Mutex<Attempts>,
+}
+
+/// When fetches were last tried.
+#[derive(Default)]
+struct Attempts {
+    /// The last discovery that failed.
+    failed: Option<Instant>,
+    /// The last key set fetch asked for by an ID token, and by a logout token.
+    keys: [Option<Instant>; 2],
+}
+
+/// Who asks for the key set again.
+#[derive(Clone, Copy)]
+pub enum Asker {
+    IdToken = 0,
+    LogoutToken = 1,
 }
 
 impl Default for Discovery {
@@ -40,7 +58,7 @@ impl Discovery {
     pub fn new() -> Discovery {
         Discovery {
             current: ArcSwapOption::empty(),
-            fetching: tokio::sync::Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(Attempts::default()),
         }
     }
 
@@ -51,14 +69,14 @@ impl Discovery {
         {
             return Ok(d);
         }
-        let mut failed = self.fetching.lock().await;
+        let mut attempts = self.fetching.lock().await;
         let stale = self.current.load_full();
         if let Some(d) = &stale
             && d.at.elapsed() < REFRESH
         {
             return Ok(d.clone());
         }
-        if let Some(at) = *failed
+        if let Some(at) = attempts.failed
             && at.elapsed() < RETRY_AFTER_FAILURE
         {
             return stale.ok_or_else(|| "the last attempt failed moments ago".to_string());
@@ -72,12 +90,12 @@ impl Discovery {
                     jwks_at: now,
                 });
                 self.current.store(Some(d.clone()));
-                *failed = None;
+                attempts.failed = None;
                 tracing::info!(provider = %config.name, issuer = %config.issuer, "oidc: provider discovered");
                 Ok(d)
             }
             Err(e) => {
-                *failed = Some(Instant::now());
+                attempts.failed = Some(Instant::now());
                 tracing::warn!(provider = %config.name, issuer = %config.issuer, error = %e, "oidc: discovery failed");
                 match stale {
                     Some(d) => Ok(d),
@@ -87,23 +105,27 @@ impl Discovery {
         }
     }
 
-    /// After a token named a key `seen` does not hold: the key set fetched again, unless it
-    /// was fetched less than `JWKS_MIN_INTERVAL` ago (then `None`). A newer document fetched
-    /// meanwhile by another request is returned as it is.
+    /// After a token named a key `seen` does not hold: the key set fetched again, unless
+    /// `asker` had it tried less than `JWKS_MIN_INTERVAL` ago (then `None`). A newer key set
+    /// fetched meanwhile by another request is returned as it is.
     pub async fn refetch_keys(
         &self,
         seen: &Discovered,
+        asker: Asker,
         config: &OidcConfig,
         http: &Http,
     ) -> Option<Arc<Discovered>> {
-        let _one = self.fetching.lock().await;
+        let mut attempts = self.fetching.lock().await;
         let current = self.current.load_full()?;
         if current.jwks_at > seen.jwks_at {
             return Some(current);
         }
-        if current.jwks_at.elapsed() < JWKS_MIN_INTERVAL {
+        let tried = &mut attempts.keys[asker as usize];
+        let last = tried.map_or(current.jwks_at, |t| t.max(current.jwks_at));
+        if last.elapsed() < JWKS_MIN_INTERVAL {
             return None;
         }
+        *tried = Some(Instant::now());
         match CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), http).await {
             Ok(jwks) => {
                 let d = Arc::new(Discovered {
@@ -134,6 +156,7 @@ async fn discover(config: &OidcConfig, http: &Http) -> Result<CoreProviderMetada
         .map(|u| crate::config::is_loopback(&u))
         .unwrap_or(false);
     let endpoints = [
+        Some(metadata.authorization_endpoint().url()),
         Some(metadata.jwks_uri().url()),
         metadata.token_endpoint().map(|u| u.url()),
         metadata.userinfo_endpoint().map(|u| u.url()),

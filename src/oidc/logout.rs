@@ -49,7 +49,7 @@ impl Provider {
         let discovered = self
             .discovered()
             .await
-            .map_err(|f| Refused::Unavailable(f.words(&self.config.name).1))?;
+            .map_err(|f| Refused::Unavailable(f.detail()))?;
         self.check(&discovered, token, now)
             .await
             .map_err(Refused::Invalid)
@@ -73,7 +73,7 @@ impl Provider {
             Err(Unverified::NoKey) => {
                 let newer = self
                     .discovery
-                    .refetch_keys(d, &self.config, &self.http)
+                    .refetch_keys(d, super::discovery::Asker::LogoutToken, &self.config, &self.http)
                     .await
                     .ok_or("logout_token: signed by a key the provider does not publish")?;
                 self.decode(&newer, token, &header)

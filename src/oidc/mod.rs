@@ -22,6 +22,14 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct Providers(Vec<Arc<Provider>>);
 
+/// Whom the providers in `configs` admit (`Sessions::admit`).
+pub fn admission(configs: &[Arc<OidcConfig>]) -> crate::session::cache::Admission {
+    configs
+        .iter()
+        .map(|c| (c.name.clone(), c.allowed_roles.clone()))
+        .collect()
+}
+
 impl Providers {
     pub fn new(configs: &[Arc<OidcConfig>]) -> Providers {
         Providers(
@@ -118,10 +126,11 @@ impl Failure {
     /// The page's heading and its text, for a person (`provider`: the provider's name).
     pub fn words(&self, provider: &str) -> (&'static str, String) {
         match self {
-            Failure::Unreachable(why) => (
+            // Why (host names, connection errors) is for the log, not for anyone's browser.
+            Failure::Unreachable(_) => (
                 "Sign-in provider unavailable",
                 format!(
-                    "{provider} cannot be reached right now ({why}). Try again shortly, or sign in with a password."
+                    "{provider} cannot be reached right now. Try again shortly, or sign in with a password."
                 ),
             ),
             Failure::Refused { error, description } => (
@@ -156,6 +165,21 @@ impl Failure {
                     allowed.join(" or ")
                 ),
             ),
+        }
+    }
+
+    /// What went wrong, for the log (the page may say less).
+    pub fn detail(&self) -> String {
+        match self {
+            Failure::Unreachable(why)
+            | Failure::CodeRefused(why)
+            | Failure::BadAnswer(why)
+            | Failure::BadIdToken(why)
+            | Failure::NoIdentity(why) => why.clone(),
+            Failure::Refused { error, description } => {
+                format!("{error}: {}", description.as_deref().unwrap_or(""))
+            }
+            Failure::RoleNotAllowed { username, .. } => format!("user {username}"),
         }
     }
 

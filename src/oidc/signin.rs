@@ -95,7 +95,11 @@ impl Provider {
         let (id_claims, d) = match self.verify(&d, redirect_uri, &id_token, &nonce) {
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
-            )) => match self.discovery.refetch_keys(&d, &self.config, &self.http).await {
+            )) => match self
+                .discovery
+                .refetch_keys(&d, super::discovery::Asker::IdToken, &self.config, &self.http)
+                .await
+            {
                 Some(newer) => (self.verify(&newer, redirect_uri, &id_token, &nonce), newer),
                 None => {
                     return Err(Failure::BadIdToken(
@@ -185,6 +189,12 @@ impl Provider {
                 )));
             }
         };
+        // An address the provider has not verified is not a name to be known by.
+        if name_claim == "email" && claim("email_verified").and_then(Value::as_bool) == Some(false) {
+            return Err(Failure::NoIdentity(
+                "its email address is not verified (email_verified is false)".into(),
+            ));
+        }
         let mut roles = Vec::new();
         if let Some(roles_claim) = &self.config.roles_claim
             && let Some(v) = claim(roles_claim)

@@ -31,6 +31,11 @@ pub struct Started {
     pub redirect_uri: String,
     #[serde(rename = "e")]
     pub expires: u64,
+    /// Which token key sealed it (not in the cookie): the PKCE verifier and the nonce are
+    /// derived with that key, so a sign-in started before a key rotation finishes after it
+    /// and on instances that list the keys in another order.
+    #[serde(skip)]
+    pub key: usize,
 }
 
 /// 32 random bytes, base64url: the `state` of one sign-in.
@@ -67,21 +72,20 @@ pub fn open(keys: &TokenKeys, value: &str, now: u64) -> Option<Started> {
     let (json, mac) = value.split_once('.')?;
     let json = URL_SAFE_NO_PAD.decode(json).ok()?;
     let mac: [u8; 32] = URL_SAFE_NO_PAD.decode(mac).ok()?.try_into().ok()?;
-    if !keys.is_sealed(SEAL, &json, &mac) {
-        return None;
-    }
-    let started: Started = serde_json::from_slice(&json).ok()?;
+    let key = keys.sealed_by(SEAL, &json, &mac)?;
+    let mut started: Started = serde_json::from_slice(&json).ok()?;
+    started.key = key;
     (started.expires > now).then_some(started)
 }
 
-/// A value only this gateway can compute from `state`: `what` is `b"pkce"` (the PKCE code
+/// A value only this gateway can compute from `state`, with token key `key` (0 when a
+/// sign-in starts; `Started::key` when it finishes): `what` is `b"pkce"` (the PKCE code
 /// verifier, 43 characters as RFC 7636 wants) or `b"nonce"`.
-pub fn derived(keys: &TokenKeys, what: &[u8], state: &str) -> Option<String> {
+pub fn derived(keys: &TokenKeys, key: usize, what: &[u8], state: &str) -> Option<String> {
     let mut domain = b"portcullis oidc ".to_vec();
     domain.extend_from_slice(what);
     domain.push(0);
-    keys.seal(&domain, state.as_bytes())
-        .ok()
+    keys.seal_with(key, &domain, state.as_bytes())
         .map(|mac| URL_SAFE_NO_PAD.encode(mac))
 }
 
@@ -97,6 +101,7 @@ mod tests {
             code: None,
             redirect_uri: "https://gw.example/auth/oidc/corp/callback".into(),
             expires,
+            key: 0,
         }
     }
 
@@ -108,6 +113,16 @@ mod tests {
         assert_eq!(open(&keys, &sealed, 99).unwrap().rd.as_deref(), Some("/app"));
         assert!(open(&keys, &sealed, 100).is_none(), "expired");
         assert!(open(&other, &sealed, 99).is_none(), "another gateway's keys");
+        // After a rotation (a new first key), the old key still opens it, and says so.
+        let rotated = TokenKeys::new(&[
+            b"another secret of thirty-two bytes!".to_vec(),
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+        ]);
+        assert_eq!(open(&rotated, &sealed, 99).unwrap().key, 1);
+        assert_eq!(
+            derived(&rotated, 1, b"pkce", "s"),
+            derived(&keys, 0, b"pkce", "s")
+        );
         let (json, mac) = sealed.split_once('.').unwrap();
         let mut changed = URL_SAFE_NO_PAD.decode(json).unwrap();
         changed[10] ^= 1;
@@ -121,10 +136,10 @@ mod tests {
     #[test]
     fn derived_values_are_per_state_and_fit_pkce() {
         let keys = TokenKeys::new(&[b"0123456789abcdef0123456789abcdef".to_vec()]);
-        let v = derived(&keys, b"pkce", "s1").unwrap();
+        let v = derived(&keys, 0, b"pkce", "s1").unwrap();
         assert_eq!(v.len(), 43);
-        assert_ne!(v, derived(&keys, b"pkce", "s2").unwrap());
-        assert_ne!(v, derived(&keys, b"nonce", "s1").unwrap());
+        assert_ne!(v, derived(&keys, 0, b"pkce", "s2").unwrap());
+        assert_ne!(v, derived(&keys, 0, b"nonce", "s1").unwrap());
         assert_eq!(cookie_name("pc", "abcdefghij").unwrap(), "pc-oidc-abcdefgh");
         assert!(cookie_name("pc", "ab;d=fghij").is_none());
         assert!(cookie_name("pc", "short").is_none());

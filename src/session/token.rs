@@ -154,11 +154,17 @@ impl TokenKeys {
         Ok(Self::mac(self.first()?, domain, b"", data))
     }
 
-    /// Whether `mac` is `seal(domain, data)` under any key (rotation), in constant time.
-    pub fn is_sealed(&self, domain: &[u8], data: &[u8], mac: &[u8; 32]) -> bool {
+    /// Which key made `mac` as `seal(domain, data)`, if any does (rotation: not only the
+    /// first), in constant time per key.
+    pub fn sealed_by(&self, domain: &[u8], data: &[u8], mac: &[u8; 32]) -> Option<usize> {
         self.keys
             .iter()
-            .any(|k| same_bytes(&Self::mac(k, domain, b"", data), mac))
+            .position(|k| same_bytes(&Self::mac(k, domain, b"", data), mac))
+    }
+
+    /// `seal` with key `index` (the one `sealed_by` named).
+    pub fn seal_with(&self, index: usize, domain: &[u8], data: &[u8]) -> Option<[u8; 32]> {
+        Some(Self::mac(self.keys.get(index)?, domain, b"", data))
     }
 
     fn first(&self) -> Result<&hmac::Key, TokenError> {

@@ -147,7 +147,13 @@ pub struct Sessions {
     /// which rebuilds the API, does not reset the count).
     pub watchers: Arc<std::sync::atomic::AtomicUsize>,
     users: Users,
+    /// Whom the `[[oidc]]` providers admit now (`Admission`): set at start and by each reload,
+    /// so removing a provider or narrowing its `allowed_roles` shuts its people's sessions out.
+    admitted: arc_swap::ArcSwap<Admission>,
 }
+
+/// Per provider name, its `allowed_roles` (`None`: everyone it signs in).
+pub type Admission = std::collections::HashMap<String, Option<Vec<String>>>;
 
 impl Sessions {
     pub fn new(
@@ -184,6 +190,26 @@ impl Sessions {
             suspect: AtomicU32::new(0),
             watchers: Arc::default(),
             users: Users::default(),
+            admitted: arc_swap::ArcSwap::default(),
+        }
+    }
+
+    /// The providers and their `allowed_roles` as the configuration now says.
+    pub fn admit(&self, admission: Admission) {
+        self.admitted.store(Arc::new(admission));
+    }
+
+    /// Whether a session's user may use it: always for the config's users; for a provider's,
+    /// while that provider is configured and its `allowed_roles` admit the user's roles.
+    fn admits(&self, live: &CachedSession) -> bool {
+        let Some(user) = live.user() else { return true };
+        let Some(provider) = &user.provider else {
+            return true;
+        };
+        match self.admitted.load().get(provider) {
+            None => false,
+            Some(None) => true,
+            Some(Some(allowed)) => user.roles.iter().any(|r| allowed.contains(r)),
         }
     }
 
@@ -281,7 +307,7 @@ impl Sessions {
             }
         }
         let now = now();
-        Ok(if live.is_active(now) {
+        Ok(if live.is_active(now) && self.admits(&live) {
             if live.session.idle_ttl().is_some() {
                 self.touch(&live, now).await;
             }
