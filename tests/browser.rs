@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use common::oidc::{CLIENT_SECRET, Provider, client_registration};
+use common::oidc::{Provider, client_registration};
 use common::*;
 use std::time::Duration;
 
@@ -91,33 +91,6 @@ async fn sign_in_in_a_real_chromium() {
     gw.stop().await;
 }
 
-/// `[[oidc]]` for the test provider on `port`: `idp` (client_secret_basic, everyone) and
-/// `staff` (client_secret_post, only the staff role), both with roles from `groups`.
-fn oidc_toml(port: u16) -> String {
-    format!(
-        r#"
-[[oidc]]
-name = "idp"
-display_name = "Test IdP"
-issuer = "http://127.0.0.1:{port}"
-client_id = "portcullis"
-client_secret = "{CLIENT_SECRET}"
-scopes = ["openid", "profile", "email", "groups"]
-roles_claim = "groups"
-[[oidc]]
-name = "staff"
-display_name = "Staff IdP"
-issuer = "http://127.0.0.1:{port}"
-client_id = "staff-only"
-client_secret = "{CLIENT_SECRET}"
-token_auth = "client_secret_post"
-scopes = ["openid", "profile", "groups"]
-roles_claim = "groups"
-allowed_roles = ["staff"]
-"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_sign_in_in_a_real_chromium() {
     let chromium = browser_prerequisites();
@@ -127,7 +100,7 @@ async fn oidc_sign_in_in_a_real_chromium() {
         + "[ui]\ntitle = \"Example Corp\"\n"
         + USERS
         + &route("app", "/app", &[up], "").replace("\"public\"", "\"authenticated\"")
-        + &oidc_toml(idp_port);
+        + &common::oidc::providers_toml(idp_port);
     let gw = Gateway::start(&config);
     // The provider second, registered with the callbacks as the browser reaches the gateway:
     // https (the TLS listener) and Host localhost:<port>.

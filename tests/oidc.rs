@@ -9,13 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
-use common::oidc::{Provider, ProviderJar};
+use common::oidc::{CLIENT_SECRET, Provider, ProviderJar};
 use common::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
-
-const SECRET: &str = "oidc-test-client-secret-0123456789abcdef";
 
 /// An answer read off the socket: status, head lines, body.
 struct Raw {
@@ -87,48 +85,18 @@ fn client(client_id: &str, auth: &str, gateways: &[SocketAddr], name: &str, logo
         .iter()
         .map(|g| format!("http://{g}/auth/oidc/{name}/callback"))
         .collect();
-    json!({
-        "client_id": client_id,
-        "client_secret": SECRET,
-        "redirect_uris": redirects,
-        "grant_types": ["authorization_code"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": auth,
-        "backchannel_logout_uri": format!("http://{logout_to}/auth/oidc/{name}/backchannel-logout"),
-        "backchannel_logout_session_required": true
-    })
+    let logout = format!("http://{logout_to}/auth/oidc/{name}/backchannel-logout");
+    common::oidc::client_registration(client_id, auth, &redirects, &logout)
 }
 
-/// `[[oidc]]` for the test provider on `port`: `idp` (client_secret_basic, everyone), `staff`
-/// (client_secret_post, only the staff role), `strict` (ES256 only: the provider signs RS256).
+/// The providers of `common::oidc::providers_toml` and `strict` (ES256 only, while the
+/// provider signs RS256).
 fn oidc_toml(port: u16) -> String {
-    format!(
-        r#"
-[[oidc]]
-name = "idp"
-display_name = "Test IdP"
-issuer = "http://127.0.0.1:{port}"
-client_id = "portcullis"
-client_secret = "{SECRET}"
-scopes = ["openid", "profile", "email", "groups"]
-roles_claim = "groups"
-[[oidc]]
-name = "staff"
-issuer = "http://127.0.0.1:{port}"
-client_id = "staff-only"
-client_secret = "{SECRET}"
-token_auth = "client_secret_post"
-scopes = ["openid", "profile", "groups"]
-roles_claim = "groups"
-allowed_roles = ["staff"]
-[[oidc]]
-name = "strict"
-issuer = "http://127.0.0.1:{port}"
-client_id = "strict"
-client_secret = "{SECRET}"
-algorithms = ["ES256"]
-"#
-    )
+    common::oidc::providers_toml(port)
+        + &format!(
+            "[[oidc]]\nname = \"strict\"\nissuer = \"http://127.0.0.1:{port}\"\nclient_id = \"strict\"\n\
+             client_secret = \"{CLIENT_SECRET}\"\nalgorithms = [\"ES256\"]\n"
+        )
 }
 
 fn clients(gateways: &[SocketAddr], logout_to: SocketAddr) -> Value {

@@ -46,6 +46,33 @@ pub fn client_registration(
     })
 }
 
+/// `[[oidc]]` for the test provider on `port`: `idp` (client_secret_basic, everyone) and
+/// `staff` (client_secret_post, only the staff role), both with roles from `groups`.
+pub fn providers_toml(port: u16) -> String {
+    format!(
+        r#"
+[[oidc]]
+name = "idp"
+display_name = "Test IdP"
+issuer = "http://127.0.0.1:{port}"
+client_id = "portcullis"
+client_secret = "{CLIENT_SECRET}"
+scopes = ["openid", "profile", "email", "groups"]
+roles_claim = "groups"
+[[oidc]]
+name = "staff"
+display_name = "Staff IdP"
+issuer = "http://127.0.0.1:{port}"
+client_id = "staff-only"
+client_secret = "{CLIENT_SECRET}"
+token_auth = "client_secret_post"
+scopes = ["openid", "profile", "groups"]
+roles_claim = "groups"
+allowed_roles = ["staff"]
+"#
+    )
+}
+
 pub struct Provider {
     pub port: u16,
     clients: String,
