@@ -2,7 +2,7 @@
 //! `GET /.well-known/jwks.json`, `GET /users/me`, the cookie flow (`cookie.rs`), the store
 //! protocol's pending sessions (`pending.rs`), login page (`login.rs`) and status socket
 //! (`status.rs`), the SessionService in JSON and protobuf (`service.rs`), forward auth and the
-//! caller's sessions (`verify.rs`), sign-in through identity providers (`oidc.rs`); what several of them read off the caller is `caller.rs`.
+//! caller's sessions (`verify.rs`), sign-in through identity providers (`oidc.rs`, and their back-channel logout `oidc_logout.rs`); what several of them read off the caller is `caller.rs`.
 //! Their state (users, login limits, prefix) is `crate::api_state::Api`, kept by
 //! `gateway::GatewayState`; the cookie and cross-site rules are `crate::auth::browser`'s.
 
@@ -11,6 +11,7 @@ mod cookie;
 pub mod forms;
 mod login;
 pub mod oidc;
+mod oidc_logout;
 mod pending;
 pub mod proto;
 pub(crate) mod service;

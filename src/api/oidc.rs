@@ -8,8 +8,7 @@
 //! - `GET callback`: the state checked against its cookie (which every answer clears), then
 //!   the code exchanged and the person verified (`crate::oidc::signin`): a cookie session and
 //!   a 303 to `rd`, or the device's pending session activated.
-//! - `POST backchannel-logout`: a provider's logout token ends that person's sessions made up
-//!   to its `iat` (of one provider session when it names a `sid`), on every instance.
+//! - `POST backchannel-logout`: `oidc_logout.rs`.
 //!
 //! Every failure of a person's sign-in is a page that says what happened, never a 500, and
 //! makes no session; password sign-in works whatever the providers do. Logs name the
@@ -19,10 +18,9 @@ use super::caller::{authority, meta};
 use super::cookie::set_cookie;
 use super::forms;
 use crate::body::ProxyBody;
-use crate::error::json_response;
 use crate::gateway::{ConnInfo, GatewayState};
 use crate::oidc::state::{self, Started};
-use crate::oidc::{Failure, Provider, logout::Refused};
+use crate::oidc::{Failure, Provider};
 use crate::pages::{self, escape};
 use crate::session::cache::CreateError;
 use crate::session::lifecycle::normalize_code;
@@ -34,11 +32,6 @@ use std::sync::Arc;
 const KEPT_SIGN_INS: usize = 3;
 /// The longest `rd` a sign-in carries.
 const MAX_RD: usize = 1024;
-/// The `Session::extra` key holding the provider's session id (`sid`).
-pub const SID: &str = "oidc_sid";
-/// A session made up to this many seconds after a logout token's `iat` still ends with it
-/// (clocks differ a little).
-const IAT_LEEWAY: u64 = 5;
 
 /// Answers `/auth/oidc/<name>/<action>` (`path`: within the API prefix).
 pub async fn answer(
@@ -63,7 +56,9 @@ pub async fn answer(
         ("start", &Method::GET | &Method::HEAD) => start(shared, conn, &provider, &req).await,
         ("start", &Method::POST) => approve_device(shared, conn, &provider, req).await,
         ("callback", &Method::GET) => callback(shared, conn, &provider, &req).await,
-        ("backchannel-logout", &Method::POST) => backchannel(shared, &provider, req).await,
+        ("backchannel-logout", &Method::POST) => {
+            super::oidc_logout::backchannel(shared, &provider, req).await
+        }
         ("start" | "callback" | "backchannel-logout", _) => {
             let allow = match action {
                 "backchannel-logout" => "POST",
@@ -411,7 +406,7 @@ async fn finish(
     };
     let mut meta = meta(conn, req.headers(), None);
     if let Some(sid) = &signed_in.sid {
-        meta.extra.insert(SID.into(), sid.clone().into());
+        meta.extra.insert(crate::oidc::SID.into(), sid.clone().into());
     }
     let user = &signed_in.user;
     tracing::info!(provider = %provider.config.name, user = %user.username, "oidc: signed in");
@@ -467,95 +462,6 @@ async fn finish(
             unavailable(shared)
         }
     }
-}
-
-/// `POST /auth/oidc/<name>/backchannel-logout` (Back-Channel Logout 1.0 §2.8): 200 when the
-/// token was valid (whether or not sessions were left), 400 with a JSON error when it was not,
-/// 503 when the provider's keys or the store cannot be reached (the provider may retry).
-async fn backchannel(
-    shared: &GatewayState,
-    provider: &Provider,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let token = match forms::fields(content_type.as_deref(), req.into_body()).await {
-        Ok(mut fields) => fields.remove("logout_token"),
-        Err(e) => return forms::body_error(e).into_response(),
-    };
-    let Some(token) = token else {
-        return logout_error(StatusCode::BAD_REQUEST, "no logout_token in the request");
-    };
-    let name = &provider.config.name;
-    let order = match provider.logout_order(&token, crate::session::now()).await {
-        Ok(order) => order,
-        Err(Refused::Invalid(why)) => {
-            tracing::info!(provider = %name, error = %why, "oidc: back-channel logout refused");
-            return logout_error(StatusCode::BAD_REQUEST, &why);
-        }
-        Err(Refused::Unavailable(why)) => {
-            tracing::warn!(provider = %name, error = %why, "oidc: back-channel logout not checked");
-            return logout_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the provider's keys cannot be fetched now",
-            );
-        }
-    };
-    let key = crate::session::oidc_key(name, &order.sub);
-    let sessions = match shared.sessions.store.list_user(&key).await {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::warn!(provider = %name, error = %e, "oidc: back-channel logout: store unavailable");
-            return logout_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the session store is unavailable",
-            );
-        }
-    };
-    let mut ended = 0;
-    for s in sessions {
-        let same_sid = match &order.sid {
-            None => true,
-            Some(sid) => s.extra.get(SID).and_then(|v| v.as_str()) == Some(sid.as_str()),
-        };
-        if !same_sid || s.created > order.iat + IAT_LEEWAY {
-            continue;
-        }
-        match shared.sessions.revoke(&s.id).await {
-            Ok(true) => ended += 1,
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(provider = %name, error = %e, "oidc: back-channel logout: store unavailable");
-                return logout_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the session store is unavailable",
-                );
-            }
-        }
-    }
-    tracing::info!(provider = %name, sessions = ended, "oidc: back-channel logout");
-    let mut resp = Response::new(ProxyBody::empty());
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn logout_error(status: StatusCode, why: &str) -> Response<ProxyBody> {
-    let error = if status == StatusCode::BAD_REQUEST {
-        "invalid_request"
-    } else {
-        "temporarily_unavailable"
-    };
-    let mut resp = json_response(
-        status,
-        serde_json::json!({"error": error, "error_description": why}).to_string(),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// The page for a failed sign-in, logged by kind.

@@ -18,6 +18,10 @@ use http::StatusCode;
 use openidconnect::core::CoreJwsSigningAlgorithm;
 use std::sync::Arc;
 
+/// The `Session::extra` key holding the provider's session id (`sid`), which a back-channel
+/// logout may name.
+pub const SID: &str = "oidc_sid";
+
 /// The configured providers, in the config's order (the login page's).
 #[derive(Default)]
 pub struct Providers(Vec<Arc<Provider>>);
