@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Fails when modules of src/ import each other in a circle (issue #15). A file is a node; an
-edge is any `crate::…`, `super::…` or (from a parent) bare `child::…` path it names, so a
+edge is any `crate::…`, `super::…` (brace groups too) or (from a parent) bare `child::…` path it names, so a
 parent that calls into a child which uses the parent's items counts as a circle too. Paths
 through `pub use` re-exports are read as naming the re-exporting module: conservative."""
 import os, re, sys
@@ -34,6 +34,8 @@ for m, p in mods.items():
     for base, group in re.findall(r"crate::([a-z0-9_:]*)\{([^}]*)\}", src):
         uses += [base + item.strip().split(" ")[0] for item in group.split(",") if item.strip() not in ("", "self")]
     uses += ["::".join(parent + [u.rstrip(":")]) for u in re.findall(r"\bsuper::([A-Za-z0-9_:]+)", src)]
+    for base, group in re.findall(r"\bsuper::([A-Za-z0-9_:]*)\{([^}]*)\}", src):
+        uses += ["::".join(parent + [(base + item.strip().split(" ")[0]).rstrip(":")]) for item in group.split(",") if item.strip() not in ("", "self")]
     for child in (c for c in mods if c != m and c.rsplit("::", 1)[0] == m or (m == "" and "::" not in c and c)):
         name = child.split("::")[-1]
         body = re.sub(r"(pub(\([a-z]+\))? )?mod " + name + ";", "", src)

@@ -1,7 +1,7 @@
 //! Who can sign in and how often: `[[users]]` and `users_file` (checked in `config::users`),
 //! `mode` (single-user needs a user) and `[login]` (attempt limits).
 
-use super::{positive, resolve};
+use super::parse::{positive, resolve};
 use crate::config::model::{ConfigError, LoginConfig, Mode};
 use crate::config::raw::{RawLogin, RawUser};
 use crate::config::users;

@@ -1,9 +1,11 @@
 //! `RawConfig` → `Config`: `validate` checks the sections in a fixed order (the first error
 //! found is the one reported, so the order is part of the behaviour), one file per group of
-//! sections, plus the small parsers every section uses (addresses, CIDRs, durations, paths).
+//! sections; the small parsers every section uses (addresses, CIDRs, durations, paths) are
+//! `parse`.
 
 mod accounts;
 pub mod oidc;
+mod parse;
 mod routes;
 mod server;
 mod site;
@@ -12,12 +14,8 @@ mod tokens;
 
 use super::model::{Config, ConfigError, LogConfig};
 use super::raw::RawConfig;
-use super::units::parse_duration;
-use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub(super) fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigError> {
     let server = server::server(raw.server, base)?;
@@ -82,44 +80,3 @@ fn log(raw: super::raw::RawLog) -> Result<LogConfig, ConfigError> {
     })
 }
 
-fn resolve(base: &Path, path: &str) -> PathBuf {
-    let p = Path::new(path);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-fn socket_addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
-    text.parse().map_err(|_| {
-        ConfigError::new(
-            key,
-            format!("invalid address \"{text}\" (expected IP:port, e.g. 127.0.0.1:8443 or [::1]:8443)"),
-        )
-    })
-}
-
-fn cidr(key: &str, text: &str) -> Result<IpNet, ConfigError> {
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net);
-    }
-    text.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
-        ConfigError::new(
-            key,
-            format!("invalid IP or CIDR \"{text}\" (e.g. 10.0.0.0/8 or 192.0.2.1)"),
-        )
-    })
-}
-
-fn duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    parse_duration(text).map_err(|e| ConfigError::new(key, e))
-}
-
-fn positive(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    let d = duration(key, text)?;
-    if d.is_zero() {
-        return Err(ConfigError::new(key, "must be greater than zero"));
-    }
-    Ok(d)
-}

@@ -1,7 +1,7 @@
 //! `[[routes]]`: each route's name, host, path, upstreams, policy and limits, and the checks
 //! across routes (unique names, one route per host and path, `jwt` needs an issuer).
 
-use super::{duration, positive, resolve};
+use super::parse::{duration, positive, resolve};
 use crate::config::model::{ConfigError, Policy, RouteConfig};
 use crate::config::raw::RawRoute;
 use crate::tls;

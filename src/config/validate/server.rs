@@ -1,7 +1,7 @@
 //! What the gateway listens on and says on the wire: `[server]` (listeners, TLS, limits),
 //! `[admin]`, `[headers]` (identity header names) and `[demo]`.
 
-use super::{cidr, duration, positive, resolve, socket_addr};
+use super::parse::{cidr, duration, positive, resolve, socket_addr};
 use crate::config::model::{AdminConfig, ConfigError, DemoConfig, HeaderNames, ServerConfig};
 use crate::config::raw::{RawAdmin, RawDemo, RawHeaders, RawServer};
 use crate::tls;

@@ -1,7 +1,7 @@
 //! Where sessions live and for how long: `[store]` (memory, embedded or redis), `[cache]` and
 //! `[sessions]`.
 
-use super::{duration, positive, resolve};
+use super::parse::{duration, positive, resolve};
 use crate::config::model::{CacheConfig, ConfigError, SessionsConfig, StoreConfig};
 use crate::config::raw::{RawCache, RawSessions, RawStore, RawTokens};
 use std::path::Path;

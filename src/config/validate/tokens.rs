@@ -1,7 +1,7 @@
 //! Keys the gateway signs and checks with: `[tokens] secrets` (token tags), `[assertion]` (the
 //! `X-Auth-Jwt` it signs) and `[[jwt_issuers]]` (external JWTs it accepts).
 
-use super::{duration, positive, resolve};
+use super::parse::{duration, positive, resolve};
 use crate::auth::jwt::{self, AssertionSigner, Issuer};
 use crate::config::model::ConfigError;
 use crate::config::raw::{RawAssertion, RawJwtIssuer};
