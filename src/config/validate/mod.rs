@@ -79,4 +79,3 @@ fn log(raw: super::raw::RawLog) -> Result<LogConfig, ConfigError> {
         buffer,
     })
 }
-
