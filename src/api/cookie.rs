@@ -173,6 +173,23 @@ fn with_cookie(
     resp
 }
 
+/// A browser signed in (the login form, a provider's callback): a 303 to `rd` (already
+/// safe) with the new session's cookie.
+pub(super) fn signed_in(
+    shared: &GatewayState,
+    conn: &ConnInfo,
+    token: &str,
+    session: &Session,
+    rd: &str,
+) -> Response<ProxyBody> {
+    let mut resp = forms::see_other(rd);
+    let max_age = session.ends_at().saturating_sub(crate::session::now());
+    if let Some(c) = set_cookie(shared.cookie_on(conn), token, max_age, conn.tls) {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
 /// `POST /auth/refresh`: a new token and expiry for the caller's session.
 pub async fn refresh(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incoming>) -> Response<ProxyBody> {
     if cross_site(req.headers(), authority(req)) {
@@ -228,14 +245,7 @@ pub async fn logout(shared: &GatewayState, conn: &ConnInfo, req: &Request<Incomi
     }
     let rd = forms::query_param(req.uri().query(), "rd");
     let mut resp = match rd {
-        Some(rd) => {
-            let mut r = Response::new(ProxyBody::empty());
-            *r.status_mut() = StatusCode::SEE_OTHER;
-            if let Ok(v) = HeaderValue::from_str(&forms::safe_redirect(&rd)) {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
+        Some(rd) => forms::see_other(&forms::safe_redirect(&rd)),
         // A person who signed out in a browser gets a page that says so, with a way back.
         None if navigation => {
             let login = shared.api.url("/auth/login");

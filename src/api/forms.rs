@@ -1,8 +1,10 @@
 //! Reading what browsers and clients send to the session API: small bodies (JSON or form),
 //! query parameters, and the safe-redirect rule for `rd`.
 
+use crate::body::ProxyBody;
 use crate::error::ApiError;
 use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::collections::HashMap;
@@ -92,6 +94,16 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
+}
+
+/// 303 to `location` (already safe: `safe_redirect`'s, or the gateway's own page).
+pub fn see_other(location: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = StatusCode::SEE_OTHER;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }
 
 /// `rd` if it is a same-origin relative path, else `/`. Refused: anything not starting with a

@@ -13,7 +13,6 @@
 //! per-address limit, so codes cannot be enumerated.
 
 use super::caller::{authority, meta};
-use super::cookie::set_cookie;
 use super::forms;
 use super::forms::safe_redirect;
 use crate::api_state::LoginRefused;
@@ -300,16 +299,8 @@ pub async fn submit(shared: &GatewayState, conn: &ConnInfo, req: Request<Incomin
         .await
     {
         Ok(issued) => {
-            let mut resp = Response::new(ProxyBody::empty());
-            *resp.status_mut() = StatusCode::SEE_OTHER;
-            if let Ok(v) = HeaderValue::from_str(&safe_redirect(rd.unwrap_or("/"))) {
-                resp.headers_mut().insert(header::LOCATION, v);
-            }
-            let max_age = issued.session.ends_at().saturating_sub(crate::session::now());
-            if let Some(c) = set_cookie(shared.cookie_on(conn), &issued.token, max_age, conn.tls) {
-                resp.headers_mut().insert(header::SET_COOKIE, c);
-            }
-            resp
+            let rd = safe_redirect(rd.unwrap_or("/"));
+            super::cookie::signed_in(shared, conn, &issued.token, &issued.session, &rd)
         }
         Err(e) => {
             tracing::warn!(error = %e, "login page: cannot create a session");

@@ -100,12 +100,7 @@ async fn start(
                 .append_pair("code", &code)
                 .finish(),
         );
-        let mut resp = Response::new(ProxyBody::empty());
-        *resp.status_mut() = StatusCode::SEE_OTHER;
-        if let Ok(v) = HeaderValue::from_str(&to) {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
-        return resp;
+        return forms::see_other(&to);
     }
     let rd = forms::query_param(query, "rd").map(|rd| forms::safe_redirect(&rd));
     begin(shared, conn, provider, req, rd, None).await
@@ -443,18 +438,10 @@ async fn finish(
     }
     match shared.sessions.create_active(user, None, meta).await {
         Ok(issued) => {
-            let mut resp = Response::new(ProxyBody::empty());
-            *resp.status_mut() = StatusCode::SEE_OTHER;
-            let rd = started.rd.unwrap_or_else(|| "/".into());
-            let h = resp.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&rd) {
-                h.insert(header::LOCATION, v);
-            }
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            let max_age = issued.session.ends_at().saturating_sub(crate::session::now());
-            if let Some(c) = set_cookie(shared.cookie_on(conn), &issued.token, max_age, conn.tls) {
-                h.append(header::SET_COOKIE, c);
-            }
+            let rd = started.rd.as_deref().unwrap_or("/");
+            let mut resp = super::cookie::signed_in(shared, conn, &issued.token, &issued.session, rd);
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             resp
         }
         Err(e) => {
