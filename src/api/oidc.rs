@@ -234,12 +234,11 @@ async fn begin<B>(
 fn crowded_out(shared: &GatewayState, conn: &ConnInfo, headers: &http::HeaderMap) -> Vec<String> {
     let prefix = format!("{}-oidc-", shared.cookie_on(conn));
     let now = crate::session::now();
-    let mut held: Vec<(u64, String)> = headers
+    let values = headers
         .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
+        .into_iter()
+        .map(HeaderValue::as_bytes);
+    let mut held: Vec<(u64, String)> = crate::auth::cookie_pairs(values)
         .filter(|(name, _)| name.starts_with(&prefix))
         .map(|(name, value)| {
             let expires = state::open(shared.sessions.keys(), value, now).map_or(0, |s| s.expires);

@@ -83,20 +83,24 @@ pub fn cookie_in<'a>(
     values: impl Iterator<Item = &'a [u8]>,
     name: &str,
 ) -> Result<Option<&'a str>, Oversized> {
-    for value in values {
-        let Some(text) = header_text(value) else { continue };
-        for pair in text.split(';') {
-            if let Some((k, v)) = pair.trim().split_once('=')
-                && k == name
-            {
-                if v.len() > MAX_CREDENTIAL_LEN {
-                    return Err(Oversized);
-                }
-                return Ok(Some(v.trim_matches('"')));
+    for (k, v) in cookie_pairs(values) {
+        if k == name {
+            if v.len() > MAX_CREDENTIAL_LEN {
+                return Err(Oversized);
             }
+            return Ok(Some(v.trim_matches('"')));
         }
     }
     Ok(None)
+}
+
+/// The `name=value` pairs of these `Cookie` header values, in order (values as sent; values
+/// that are not header text are skipped).
+pub fn cookie_pairs<'a>(values: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = (&'a str, &'a str)> {
+    values
+        .filter_map(header_text)
+        .flat_map(|text| text.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
 }
 
 /// `Authorization: Bearer` first, else the session cookie.
