@@ -21,6 +21,17 @@ use openidconnect::{
 };
 use serde_json::{Map, Value};
 
+/// openidconnect's client as built from discovery (authorization and, maybe, token and
+/// UserInfo endpoints).
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
 type FullIdToken =
     IdToken<OtherClaims, CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm>;
 
@@ -92,7 +103,7 @@ impl Provider {
             .parse()
             .map_err(|e: serde_json::Error| Failure::BadIdToken(e.to_string()))?;
         let nonce = Nonce::new(nonce.to_string());
-        let (id_claims, d) = match self.verify(&d, redirect_uri, &id_token, &nonce) {
+        let (id_claims, client) = match self.verify(&client, &id_token, &nonce) {
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             )) => match self
@@ -100,14 +111,17 @@ impl Provider {
                 .refetch_keys(&d, super::discovery::Asker::IdToken, &self.config, &self.http)
                 .await
             {
-                Some(newer) => (self.verify(&newer, redirect_uri, &id_token, &nonce), newer),
+                Some(newer) => {
+                    let client = self.client(&newer, redirect_uri)?;
+                    (self.verify(&client, &id_token, &nonce), client)
+                }
                 None => {
                     return Err(Failure::BadIdToken(
                         "it is signed by a key the provider does not publish".into(),
                     ));
                 }
             },
-            other => (other, d),
+            other => (other, client),
         };
         let id_claims = id_claims.map_err(|e| Failure::BadIdToken(chain(&e)))?;
         let sub = id_claims.subject().to_string();
@@ -118,11 +132,8 @@ impl Provider {
                 .roles_claim
                 .as_ref()
                 .is_some_and(|r| claims::find(&from_id_token, r).is_none());
-        let from_userinfo = match needs_userinfo && d.metadata.userinfo_endpoint().is_some() {
-            true => {
-                self.userinfo(&d, redirect_uri, answer.access_token(), &sub)
-                    .await?
-            }
+        let from_userinfo = match needs_userinfo && client.user_info_url().is_some() {
+            true => self.userinfo(&client, answer.access_token(), &sub).await?,
             false => Map::new(),
         };
         let claim =
@@ -132,14 +143,10 @@ impl Provider {
 
     fn verify<'t>(
         &self,
-        d: &Discovered,
-        redirect_uri: &str,
+        client: &Client,
         id_token: &'t FullIdToken,
         nonce: &Nonce,
     ) -> Result<&'t openidconnect::IdTokenClaims<OtherClaims, CoreGenderClaim>, ClaimsVerificationError> {
-        let Ok(client) = self.client(d, redirect_uri) else {
-            return Err(ClaimsVerificationError::Other("no client".into()));
-        };
         let verifier = client
             .id_token_verifier()
             .set_allowed_algs(self.id_token_algorithms.iter().cloned());
@@ -148,12 +155,10 @@ impl Provider {
 
     async fn userinfo(
         &self,
-        d: &Discovered,
-        redirect_uri: &str,
+        client: &Client,
         access_token: &AccessToken,
         sub: &str,
     ) -> Result<Map<String, Value>, Failure> {
-        let client = self.client(d, redirect_uri)?;
         let request = client
             .user_info(
                 access_token.clone(),
@@ -227,21 +232,7 @@ impl Provider {
     }
 
     /// openidconnect's client for this provider as discovered, answering at `redirect_uri`.
-    fn client(
-        &self,
-        d: &Discovered,
-        redirect_uri: &str,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        Failure,
-    > {
+    fn client(&self, d: &Discovered, redirect_uri: &str) -> Result<Client, Failure> {
         let redirect = RedirectUrl::new(redirect_uri.to_string())
             .map_err(|e| Failure::BadAnswer(format!("the redirect URI {redirect_uri}: {e}")))?;
         let auth_type = match self.config.secret_in_body {
