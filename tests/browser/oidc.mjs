@@ -9,46 +9,11 @@
 // Environment: GATEWAY (https://localhost:PORT), IDP (the provider's issuer, http://127.0.0.1:PORT),
 // SCREENSHOTS (a folder), CHROMIUM (optional).
 
-import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { base, browser, desktop, finish, shot, step } from './steps.mjs';
 
-const base = process.env.GATEWAY;
 const idp = process.env.IDP;
-const shots = process.env.SCREENSHOTS;
-assert.ok(base && idp && shots, 'GATEWAY, IDP and SCREENSHOTS are set');
-mkdirSync(shots, { recursive: true });
-// The gateway's certificate is the repository's development one.
-process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
-const desktop = { ignoreHTTPSErrors: true, viewport: { width: 900, height: 720 } };
-
-let failures = 0;
-async function step(name, body) {
-  try {
-    await body();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures += 1;
-    console.log(`FAIL ${name}\n${e.stack || e}`);
-  }
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: `${shots}/${name}.png` });
-}
+assert.ok(idp, 'IDP is set');
 
 /// The gateway's cookies in this context: the session's (`__Host-portcullis`) and sign-ins'
 /// (`__Host-portcullis-oidc-<state>`).
@@ -172,9 +137,4 @@ await step('a device approved through the provider: its token then works as bob'
   await ctx.close();
 });
 
-await browser.close();
-if (failures > 0) {
-  console.log(`${failures} browser step(s) failed`);
-  process.exit(1);
-}
-console.log('all browser steps passed');
+await finish();

@@ -4,46 +4,9 @@
 //
 // Environment: GATEWAY (https://localhost:PORT), SCREENSHOTS (a folder), CHROMIUM (optional).
 
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-
-const base = process.env.GATEWAY;
-const shots = process.env.SCREENSHOTS;
-assert.ok(base && shots, 'GATEWAY and SCREENSHOTS are set');
-mkdirSync(shots, { recursive: true });
-// The gateway's certificate is the repository's development one.
-process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
-const desktop = { ignoreHTTPSErrors: true, viewport: { width: 900, height: 720 } };
-
-let failures = 0;
-async function step(name, body) {
-  try {
-    await body();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures += 1;
-    console.log(`FAIL ${name}\n${e.stack || e}`);
-  }
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: `${shots}/${name}.png` });
-}
+import { base, browser, desktop, finish, shot, step } from './steps.mjs';
 
 const focused = (page) => page.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.tagName));
 
@@ -236,9 +199,4 @@ await step('a form posted from another site is refused', async () => {
   await p.close();
 });
 
-await browser.close();
-if (failures > 0) {
-  console.log(`${failures} browser step(s) failed`);
-  process.exit(1);
-}
-console.log('all browser steps passed');
+await finish();
